@@ -1,0 +1,114 @@
+"""Checkpoints that never corrupt, exact resume, and the final Hugging Face export.
+
+A checkpoint is a folder ``checkpoints/step-000012/`` holding ``model.safetensors`` (the
+trainable weights: the full model, or only the LoRA adapter's tensors), ``state.pt``
+(optimizer, scheduler, sampler position, python/torch RNG states, step) and
+``config.yaml``. It is written into a temporary sibling and renamed into place, so a kill
+at any moment leaves either the previous checkpoints or the new one complete, never half of
+one. Only complete folders are ever read back.
+"""
+
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from rlvr.errors import TrainingError
+
+PREFIX = "step-"
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    """The tensors that training changes: all of them, or only those with requires_grad (LoRA).
+
+    Tied tensors (input embeddings = output head) are stored once, under their first name.
+    """
+    named = dict(model.named_parameters())
+    full = all(p.requires_grad for p in named.values())
+    source = model.state_dict() if full else {k: v for k, v in named.items() if v.requires_grad}
+    seen: set[int] = set()
+    tensors = {}
+    for key, value in source.items():
+        if value.data_ptr() in seen:
+            continue
+        seen.add(value.data_ptr())
+        tensors[key] = value.detach().contiguous().clone()
+    return tensors
+
+
+def save_checkpoint(run_dir: Path, step: int, model, state: dict[str, Any], config_yaml: str, keep: int) -> Path:
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / f"{PREFIX}{step:06d}"
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+    try:
+        tensors = trainable_state(model)
+        save_file(tensors, str(tmp / "model.safetensors"))
+        state = {**state, "step": step, "rng": rng_state()}
+        torch.save(state, tmp / "state.pt")
+        (tmp / "config.yaml").write_text(config_yaml)
+        for path in tmp.iterdir():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for old in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / "state.pt").is_file())
+
+
+def load_checkpoint(path: Path, model) -> dict[str, Any]:
+    """Load weights into ``model`` and return the saved training state (RNG restored later)."""
+    try:
+        tensors = load_file(str(path / "model.safetensors"))
+        state = torch.load(path / "state.pt", weights_only=False)
+    except Exception as err:  # a damaged file: name it rather than show a stack
+        raise TrainingError(f"checkpoint {path} cannot be read: {err}") from None
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if unexpected:
+        raise TrainingError(f"checkpoint {path} does not fit the model (unexpected {unexpected[:3]})")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "torch": torch.get_rng_state()}
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+
+
+def export_hf(model, tokenizer, target: Path) -> Path:
+    """Write the policy in Hugging Face format (LoRA merged into the weights), atomically."""
+    base = model
+    if hasattr(model, "merge_and_unload"):
+        import copy
+
+        base = copy.deepcopy(model).merge_and_unload()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        base.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,280 @@
+"""One validated config tree: a YAML recipe plus ``key=value`` overrides.
+
+Every section is a pydantic model that forbids unknown keys, so a typo is caught at load
+time with the closest valid names. Task and reward parameters are checked against the
+signature of the function they will be passed to (tasks and rewards are user-extensible,
+so their keys are not known to this module). Messages are one line and name the key.
+"""
+
+import inspect
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rlvr.errors import ConfigError
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+DEFAULT_RECIPE = "grpo"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name: str = "smollm2-135m-instruct"  # embedded default | tiny-random | HF id | local dir
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    lora_rank: int = Field(0, ge=0)  # 0: full fine-tuning; >0: LoRA adapters through PEFT
+    lora_alpha: float = Field(32.0, gt=0)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    gradient_checkpointing: bool = False
+
+
+class TaskConfig(BaseModel):
+    """``name`` picks a registered task; every other key is passed to its factory."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "arithmetic"
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RewardSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    weight: float = 1.0
+
+
+class RolloutConfig(Section):
+    engine: Literal["hf"] = "hf"
+    prompts_per_step: int = Field(4, ge=1)
+    group_size: int = Field(8, ge=2)  # G completions per prompt
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: list[str] = []  # extra stop strings besides the tokenizer's eos
+    batch_size: int = Field(64, ge=1)  # sequences generated together
+
+
+class AlgoConfig(Section):
+    advantage: str = "grpo"
+    policy_loss: str = "ppo_clip"
+    aggregation: str = "token_mean"
+    clip_low: float = Field(0.2, gt=0, lt=1)  # ratio clipped to [1 - clip_low, 1 + clip_high]
+    clip_high: float = Field(0.2, gt=0)
+    std_eps: float = Field(1e-4, gt=0)
+    kl_coef: float = Field(0.0, ge=0)  # 0: no reference model is loaded
+    kl_estimator: str = "k3"
+
+
+class OptimConfig(Section):
+    lr: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.99)
+    max_grad_norm: float = Field(1.0, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+
+
+class TrainConfig(Section):
+    steps: int = Field(40, ge=1)
+    inner_epochs: int = Field(1, ge=1)  # passes over each step's rollouts
+    mini_batches: int = Field(1, ge=1)  # optimizer steps per inner epoch
+    micro_batch_size: int = Field(8, ge=1)  # sequences per forward/backward (gradient accumulation)
+    seed: int = 0
+    threads: int = Field(0, ge=0)  # torch CPU threads; 0 = all cores
+
+
+class EvalConfig(Section):
+    every: int = Field(0, ge=0)  # steps between held-out evals; 0: only before and after
+    before: bool = True  # evaluate the starting model at step 0
+    size: int = Field(200, ge=1)  # held-out problems
+    samples: int = Field(1, ge=1)  # completions per problem (pass@k needs samples >= k)
+    temperature: float = Field(0.0, ge=0)  # 0: greedy
+    max_new_tokens: int | None = None  # None: same as rollout
+    batch_size: int = Field(64, ge=1)
+    verifier: str | None = None  # reward that decides "correct"; None: the task's own
+
+
+class LogConfig(Section):
+    samples_every: int = Field(5, ge=0)  # steps between sample dumps to samples.jsonl; 0: never
+    samples_per_dump: int = Field(8, ge=1)
+    tensorboard: bool = True
+    console: bool = True
+
+
+class CheckpointConfig(Section):
+    every: int = Field(0, ge=0)  # steps between checkpoints; 0: only at the end
+    keep: int = Field(2, ge=1)  # most recent checkpoints kept
+    export_final: bool = True  # write final/ in Hugging Face format
+
+
+class RunConfig(Section):
+    recipe: str = DEFAULT_RECIPE
+    run_dir: str | None = None  # default: runs/<recipe>-<timestamp>
+    plugins: list[str] = []  # modules or .py files that register tasks/rewards
+    model: ModelConfig = ModelConfig()
+    task: TaskConfig = TaskConfig()
+    rewards: list[RewardSpec] = [RewardSpec(name="math", weight=1.0), RewardSpec(name="boxed_format", weight=0.2)]
+    rollout: RolloutConfig = RolloutConfig()
+    algo: AlgoConfig = AlgoConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    log: LogConfig = LogConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> "RunConfig":
+        if not self.rewards:
+            raise ValueError("rewards: at least one reward is needed")
+        steps_per_batch = self.rollout.prompts_per_step * self.rollout.group_size
+        if steps_per_batch % self.train.mini_batches:
+            raise ValueError(
+                f"train.mini_batches={self.train.mini_batches} must divide the "
+                f"{steps_per_batch} completions per step (prompts_per_step x group_size)"
+            )
+        return self
+
+
+def recipe_path(name_or_path: str) -> Path:
+    """A recipe by name (``grpo``) from recipes/, or a YAML file path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"recipe file not found: {path}")
+        return path
+    path = RECIPES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        names = available_recipes()
+        close = get_close_matches(name_or_path, names, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown recipe {name_or_path!r}.{hint} Available: {', '.join(names)}")
+    return path
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def load_config(recipe: str | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a recipe (name or path; the default recipe if None), apply overrides, validate."""
+    path = recipe_path(recipe or DEFAULT_RECIPE)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+    raw.setdefault("recipe", path.stem)
+    for override in overrides or []:
+        apply_override(raw, override)
+    return validate(raw, source=str(path))
+
+
+def validate(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a raw dict into a RunConfig, turning pydantic's errors into one line."""
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: {_describe(err)}") from None
+    check_plugin_params(config)
+    return config
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``a.b.c=value`` in the raw tree; the value is parsed as YAML (``3``, ``true``, ``[a, b]``)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {override!r} is not of the form key=value")
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key}: {'.'.join(parts[: depth + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    key = ".".join(loc) or "config"
+    if first["type"] == "extra_forbidden":
+        valid = _valid_keys(loc[:-1])
+        close = get_close_matches(loc[-1], valid, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        return f"unknown key {key!r}.{hint} Valid keys here: {', '.join(valid)}"
+    value = first.get("input")
+    if first["type"] == "value_error":
+        return first["msg"].removeprefix("Value error, ")
+    expected = first["msg"]
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{key}={value!r}: {expected}{more}"
+
+
+def _valid_keys(loc: list[str]) -> list[str]:
+    model: Any = RunConfig
+    for part in loc:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        model = next((a for a in (annotation, *args) if inspect.isclass(a) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return []
+    return sorted(model.model_fields)
+
+
+def check_plugin_params(config: RunConfig) -> None:
+    """Check the task's and rewards' names and keys against the registered functions."""
+    from rlvr.rewards import REWARDS, load_reward_plugins
+    from rlvr.tasks import TASKS
+
+    load_reward_plugins(config.plugins)
+    factory = TASKS.get(config.task.name)
+    _check_kwargs(factory, config.task.params(), f"task ({config.task.name})", "task")
+    for spec in config.rewards:
+        REWARDS.get(spec.name)
+    if config.eval.verifier is not None:
+        REWARDS.get(config.eval.verifier)
+
+
+def _check_kwargs(fn: Any, params: dict[str, Any], what: str, prefix: str) -> None:
+    signature = inspect.signature(fn)
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    accepted = [name for name, p in signature.parameters.items() if p.kind is not p.VAR_POSITIONAL]
+    for key in params:
+        if key not in accepted:
+            close = get_close_matches(key, accepted, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"unknown key '{prefix}.{key}' for {what}.{hint} Valid keys: {', '.join(accepted)}")
+    missing = [
+        name
+        for name, p in signature.parameters.items()
+        if p.default is p.empty and p.kind is p.KEYWORD_ONLY and name not in params
+    ]
+    if missing:
+        raise ConfigError(f"{what} needs '{prefix}.{missing[0]}'")
+
+
+def to_yaml(config: RunConfig) -> str:
+    """The resolved config as YAML: what every run directory keeps."""
+    data = config.model_dump(mode="json")
+    return yaml.safe_dump(data, sort_keys=False)

