@@ -118,7 +118,7 @@ def cmd_eval(args) -> int:
     )
     if config.eval.samples > 1 and config.eval.temperature == 0:
         raise ConfigError("eval.samples > 1 needs eval.temperature > 0 (greedy samples are all the same)")
-    result = evaluate(engine, examples, config.eval.verifier or getattr(task, "verifier", "math"), sampling, config.eval.samples)
+    result = evaluate(engine, examples, config.eval.verifier or task.verifier, sampling, config.eval.samples)
     metrics = {"model": model_name, "task": config.task.name, **result.metrics}
     table = Table(title=f"{model_name} on {config.task.name} (held-out)")
     table.add_column("metric")

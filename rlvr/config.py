@@ -242,36 +242,27 @@ def _valid_keys(loc: list[str]) -> list[str]:
 
 
 def check_plugin_params(config: RunConfig) -> None:
-    """Check the task's and rewards' names and keys against the registered functions."""
+    """Check every registry name and the task's keys, so a typo fails at load, not mid-run."""
+    from rlvr.algos import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
     from rlvr.rewards import REWARDS, load_reward_plugins
-    from rlvr.tasks import TASKS
+    from rlvr.tasks import check_task_params
 
     load_reward_plugins(config.plugins)
-    factory = TASKS.get(config.task.name)
-    _check_kwargs(factory, config.task.params(), f"task ({config.task.name})", "task")
-    for spec in config.rewards:
-        REWARDS.get(spec.name)
-    if config.eval.verifier is not None:
-        REWARDS.get(config.eval.verifier)
-
-
-def _check_kwargs(fn: Any, params: dict[str, Any], what: str, prefix: str) -> None:
-    signature = inspect.signature(fn)
-    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-        return
-    accepted = [name for name, p in signature.parameters.items() if p.kind is not p.VAR_POSITIONAL]
-    for key in params:
-        if key not in accepted:
-            close = get_close_matches(key, accepted, n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(f"unknown key '{prefix}.{key}' for {what}.{hint} Valid keys: {', '.join(accepted)}")
-    missing = [
-        name
-        for name, p in signature.parameters.items()
-        if p.default is p.empty and p.kind is p.KEYWORD_ONLY and name not in params
+    check_task_params(config.task.name, config.task.params())
+    named = [
+        ("algo.advantage", ADVANTAGES, config.algo.advantage),
+        ("algo.policy_loss", POLICY_LOSSES, config.algo.policy_loss),
+        ("algo.aggregation", AGGREGATIONS, config.algo.aggregation),
+        ("algo.kl_estimator", KL_ESTIMATORS, config.algo.kl_estimator),
+        *((f"rewards[{i}].name", REWARDS, spec.name) for i, spec in enumerate(config.rewards)),
     ]
-    if missing:
-        raise ConfigError(f"{what} needs '{prefix}.{missing[0]}'")
+    if config.eval.verifier is not None:
+        named.append(("eval.verifier", REWARDS, config.eval.verifier))
+    for key, registry, name in named:
+        try:
+            registry.get(name)
+        except ConfigError as err:
+            raise ConfigError(f"{key}: {err}") from None
 
 
 def to_yaml(config: RunConfig) -> str:

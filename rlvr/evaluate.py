@@ -46,7 +46,7 @@ def evaluate(
     check = REWARDS.get(verifier)
     groups = engine.generate(examples, samples, sampling)
     correct_counts, lengths, truncated, rows = [], [], [], []
-    for example, group in zip(examples, groups):
+    for example, group in zip(examples, groups, strict=True):
         correct = 0
         for completion in group:
             ok = check(completion.text, example) >= 1.0

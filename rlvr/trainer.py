@@ -115,7 +115,9 @@ def train_step(run: Run) -> dict[str, float]:
         / max(updated - scored, 1e-9),
     }
     if cfg.log.samples_every and run.step % cfg.log.samples_every == 0:
-        run.logger.log_samples(run.step, sample_rows(completions, totals, components, advantages.flatten().tolist(), cfg))
+        run.logger.log_samples(
+            run.step, sample_rows(completions, totals, components, advantages.flatten().tolist(), cfg)
+        )
     return metrics
 
 
@@ -145,7 +147,14 @@ def policy_updates(run: Run, completions: list[Completion], advantages: list[flo
             )
             per_update.append(
                 update_step(
-                    run.model, run.ref_model, run.optimizer, run.scheduler, micro, settings, cfg.optim.max_grad_norm, run.step
+                    run.model,
+                    run.ref_model,
+                    run.optimizer,
+                    run.scheduler,
+                    micro,
+                    settings,
+                    cfg.optim.max_grad_norm,
+                    run.step,
                 )
             )
     metrics = {key: sum(m[key] for m in per_update) / len(per_update) for key in per_update[-1]}
@@ -244,7 +253,7 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     load_reward_plugins(config.plugins)
     task = make_task(config.task.name, **config.task.params())
     train_set, eval_set = task.split("train"), task.split("eval")[: config.eval.size]
-    verifier = config.eval.verifier or getattr(task, "verifier", "math")
+    verifier = config.eval.verifier or task.verifier
     REWARDS.get(verifier)
 
     model, tokenizer = load_model(config.model.name, config.model.dtype, seed=config.train.seed)
@@ -261,7 +270,9 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     optim = config.optim
     optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
     total_updates = config.train.steps * config.train.inner_epochs * config.train.mini_batches
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(optim.schedule, optim.warmup_steps, total_updates))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(optim.schedule, optim.warmup_steps, total_updates)
+    )
     engine = make_engine(config.rollout.engine, model, tokenizer, config.rollout.batch_size)
     sampler = ShuffledSampler(len(train_set), config.train.seed)
 
@@ -278,7 +289,20 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     logger = MetricsLogger(run_dir, tensorboard=config.log.tensorboard, console=config.log.console)
     logger.print(f"run directory: {run_dir}" + (f" (resumed at step {step})" if resume else ""))
     return Run(
-        config, run_dir, model, ref_model, tokenizer, engine, train_set, eval_set, verifier, sampler, optimizer, scheduler, logger, step
+        config,
+        run_dir,
+        model,
+        ref_model,
+        tokenizer,
+        engine,
+        train_set,
+        eval_set,
+        verifier,
+        sampler,
+        optimizer,
+        scheduler,
+        logger,
+        step,
     )
 
 

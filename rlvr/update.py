@@ -32,7 +32,9 @@ def make_micro_batches(
     completions: list[Completion], advantages: list[float], size: int, pad_id: int
 ) -> list[MicroBatch]:
     """Bucket completions by total length into micro-batches of at most ``size`` sequences."""
-    order = sorted(range(len(completions)), key=lambda i: len(completions[i].prompt_ids) + len(completions[i].token_ids))
+    order = sorted(
+        range(len(completions)), key=lambda i: len(completions[i].prompt_ids) + len(completions[i].token_ids)
+    )
     batches = []
     for start in range(0, len(order), size):
         rows = [completions[i] for i in order[start : start + size]]

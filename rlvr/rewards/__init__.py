@@ -74,9 +74,7 @@ def _call(name: str, fn: RewardFn, completion: str, example: Example) -> float:
         message = " ".join(str(e).split())[:200]
         raise RewardError(f"reward {name!r} raised {type(e).__name__}: {message} {where}") from e
     if not isinstance(value, Real):  # int, float, bool and numpy scalars pass; None, str, tensors do not
-        raise RewardError(
-            f"reward {name!r} returned {type(value).__name__} {value!r:.50} (not a number) {where}"
-        )
+        raise RewardError(f"reward {name!r} returned {type(value).__name__} {value!r:.50} (not a number) {where}")
     if not isfinite(value):
         raise RewardError(f"reward {name!r} returned {value} {where}")
     return float(value)

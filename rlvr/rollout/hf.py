@@ -54,7 +54,9 @@ class HFGenerateEngine:
         try:
             for start in range(0, len(jobs), self.batch_size):
                 chunk = jobs[start : start + self.batch_size]
-                for (i, _), completion in zip(chunk, self._generate_batch([e for _, e in chunk], sampling)):
+                for (i, _), completion in zip(
+                    chunk, self._generate_batch([e for _, e in chunk], sampling), strict=True
+                ):
                     results[i].append(completion)
         finally:
             self.model.train(was_training)

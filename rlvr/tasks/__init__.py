@@ -1,6 +1,7 @@
 """Tasks: where examples come from, split into a train and an eval side that never overlap.
 
-A task is any object with a ``name`` and ``split(which)`` (the :class:`Task` protocol).
+A task is any object with a ``name``, a ``verifier`` (the reward that decides correctness,
+used for accuracy) and ``split(which)`` (the :class:`Task` protocol).
 Factories registered in :data:`TASKS` build one from keyword arguments, so a recipe names a
 task and its parameters and :func:`make_task` does the rest::
 
@@ -26,6 +27,7 @@ import inspect
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from difflib import get_close_matches
 from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from rlvr.errors import ConfigError, DataError
@@ -41,6 +43,7 @@ class Task(Protocol):
     """A source of examples with disjoint train and eval splits, deterministic given its params."""
 
     name: str
+    verifier: str  # the registered reward that decides whether a completion is correct
 
     def split(self, which: Split) -> list[Example]: ...
 
@@ -50,13 +53,23 @@ TASKS: Registry[Callable[..., Task]] = Registry("task")
 
 def make_task(name: str, **params: object) -> Task:
     """Build the task registered as ``name``; a bad parameter name is a :class:`ConfigError`."""
-    factory = TASKS.get(name)
+    check_task_params(name, params)
+    return TASKS.get(name)(**params)
+
+
+def check_task_params(name: str, params: dict[str, object]) -> None:
+    """ConfigError naming the key (and the closest valid ones) unless ``params`` fit the factory."""
+    signature = inspect.signature(TASKS.get(name))
+    accepted = list(signature.parameters)
+    for key in params:
+        if key not in accepted:
+            close = get_close_matches(key, accepted, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"unknown key 'task.{key}' for task {name!r}.{hint} Valid keys: {', '.join(accepted)}")
     try:
-        inspect.signature(factory).bind(**params)
-    except TypeError as e:
-        valid = ", ".join(inspect.signature(factory).parameters)
-        raise ConfigError(f"task {name!r}: {e}. Valid parameters: {valid}") from e
-    return factory(**params)
+        signature.bind(**params)
+    except TypeError as err:
+        raise ConfigError(f"task {name!r}: {err} (set it as task.<key>)") from None
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,7 @@ class ListTask:
     name: str
     train: list[Example]
     eval: list[Example]
+    verifier: str = "math"
 
     def split(self, which: Split) -> list[Example]:
         if which == "train":

@@ -101,9 +101,7 @@ def arithmetic(
     n_expressions = 10 ** (digits * operands) * len(ops) ** (operands - 1)
     n_keys = n_expressions if by_expression else n_expressions * len(TEMPLATES)
     if not by_expression and n_keys <= ENUMERATE_LIMIT:
-        train, held = _enumerated_splits(
-            digits, operands, ops, key, train_size, eval_size, seed, eval_percent
-        )
+        train, held = _enumerated_splits(digits, operands, ops, key, train_size, eval_size, seed, eval_percent)
     else:
         train, held = draw_splits(
             "arithmetic",

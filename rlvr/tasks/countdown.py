@@ -94,6 +94,7 @@ def countdown(
         "countdown",
         train=[_example(inst, f"countdown-train-{i}") for i, inst in enumerate(train)],
         eval=[_example(inst, f"countdown-eval-{i}") for i, inst in enumerate(held)],
+        verifier="countdown",
     )
 
 

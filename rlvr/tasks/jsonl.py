@@ -97,9 +97,7 @@ def jsonl(
         held_questions = {q for _, q, _ in held}
         train = [r for r in rows if r[1] not in held_questions]
         if len(train) < len(rows):
-            log.warning(
-                "%s: dropped %d train rows whose question is in %s", path, len(rows) - len(train), eval_path
-            )
+            log.warning("%s: dropped %d train rows whose question is in %s", path, len(rows) - len(train), eval_path)
         eval_file = eval_path
     else:
         pool = _distinct([r for r in rows if is_eval_key(r[1], eval_percent)])
