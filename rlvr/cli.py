@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("recipe", nargs="?", help="recipe name (see `rlvr recipes`) or YAML path; default: grpo")
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=10 optim.lr=1e-5")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    train.add_argument("--debug", action="store_true", help="show tracebacks")
+    train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     train.set_defaults(handler=cmd_train)
 
     ev = commands.add_parser("eval", help="evaluate a model on a task's held-out split")
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("overrides", nargs="*", help="key=value, e.g. task.name=countdown eval.size=100 eval.samples=8")
     ev.add_argument("--recipe", default=None, help="recipe whose task and eval settings to use (default: grpo)")
     ev.add_argument("--out", default=None, help="write the metrics JSON here")
-    ev.add_argument("--debug", action="store_true", help="show tracebacks")
+    ev.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     ev.set_defaults(handler=cmd_eval)
 
     recipes = commands.add_parser("recipes", help="list the bundled recipes")

@@ -35,7 +35,7 @@ class Registry(Generic[F]):
     def get(self, name: str) -> F:
         """The function called ``name``; a :class:`ConfigError` listing valid names if none."""
         if name not in self._entries:
-            close = get_close_matches(name, self._entries, n=3)
+            close = get_close_matches(name, self._entries, n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown {self.kind} {name!r}.{hint} Valid: {', '.join(self.names())}")
         return self._entries[name]

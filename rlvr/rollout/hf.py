@@ -117,17 +117,20 @@ class HFGenerateEngine:
         return torch.stack(columns, dim=1)  # [B, steps]
 
     def _trim(self, ids: list[int], sampling: SamplingParams) -> tuple[list[int], str]:
-        """Cut at the first eos (kept, so the model learns to stop) or stop string; drop padding."""
+        """Cut after the first eos (kept, so the model learns to stop) or after the first token
+        whose text completes a stop string, whichever comes first; drop the padding after it.
+
+        transformers' stop-string check only matches at the end of the text, so a stop string
+        inside a token (" " in " fourteenth") is found here instead.
+        """
         eos = self.tokenizer.eos_token_id
-        if eos in ids:
-            return ids[: ids.index(eos) + 1], "stop"
+        end = ids.index(eos) + 1 if eos in ids else None
         if sampling.stop:
-            text = ""
-            for k, token in enumerate(ids):
-                text += self.tokenizer.decode([token])
+            for k in range(len(ids) if end is None else end - 1):
+                text = self.tokenizer.decode(ids[: k + 1], skip_special_tokens=True)
                 if any(s in text for s in sampling.stop):
                     return ids[: k + 1], "stop"
-        return ids, "length"
+        return (ids[:end], "stop") if end is not None else (ids, "length")
 
 
 def _cut_at_stop(text: str, stop: list[str]) -> str:

@@ -100,9 +100,9 @@ def test_large_space_splits_by_expression():
 
 
 def test_eval_split_does_not_depend_on_train_size():
-    assert make_task("arithmetic", train_size=2000).split("eval") == make_task(
-        "arithmetic", train_size=10
-    ).split("eval")
+    assert make_task("arithmetic", train_size=2000).split("eval") == make_task("arithmetic", train_size=10).split(
+        "eval"
+    )
 
 
 def test_too_few_problems_for_eval_size():

@@ -72,9 +72,7 @@ def test_hash_split_disjoint_deterministic_in_file_order(tmp_path):
     train_texts = {ex.prompt[0]["content"] for ex in train}
     assert not train_texts & {ex.prompt[0]["content"] for ex in held}
     lines = [ex.meta["line"] for ex in train]
-    assert lines == sorted(lines) and [ex.meta["line"] for ex in held] == sorted(
-        ex.meta["line"] for ex in held
-    )
+    assert lines == sorted(lines) and [ex.meta["line"] for ex in held] == sorted(ex.meta["line"] for ex in held)
     assert make_task("jsonl", path=path, eval_size=20, eval_percent=20).split("eval") == held
     # which rows are held out does not depend on the seed, only which of them are used
     other = make_task("jsonl", path=path, eval_size=20, eval_percent=20, seed=1)

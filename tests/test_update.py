@@ -1,0 +1,76 @@
+"""The update's shortcuts equal the plain computation: head only at completion positions,
+length bucketing and micro-batching, right padding."""
+
+import pytest
+import torch
+
+from rlvr.models import tiny_random
+from rlvr.types import Completion, Example
+from rlvr.update import LossSettings, completion_logprobs, make_micro_batches, update_step
+
+EXAMPLE = Example(id="x", prompt=[{"role": "user", "content": "hi"}], answer="0")
+
+
+def completion(prompt_len: int, length: int, seed: int, advantage_sign: float = 1.0) -> Completion:
+    g = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(10, 1000, (prompt_len,), generator=g).tolist()
+    tokens = torch.randint(10, 1000, (length,), generator=g).tolist()
+    return Completion(EXAMPLE, "", prompt, tokens, [-1.0] * length, [1] * length, "length")
+
+
+@pytest.fixture(scope="module")
+def model():
+    model, _ = tiny_random(seed=1)
+    return model
+
+
+def reference_logprobs(model, c: Completion) -> torch.Tensor:
+    ids = torch.tensor([c.prompt_ids + c.token_ids])
+    logits = model(input_ids=ids).logits[0]  # [L, V]
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    p = len(c.prompt_ids)
+    return logp[p - 1 : p - 1 + len(c.token_ids)].gather(1, torch.tensor(c.token_ids).unsqueeze(1)).squeeze(1)
+
+
+def test_head_only_logprobs_equal_a_full_forward(model):
+    rows = [completion(7, 5, 0), completion(3, 9, 1), completion(12, 2, 2)]
+    (batch,) = make_micro_batches(rows, [1.0, 1.0, 1.0], size=8, pad_id=0)
+    logprobs, entropy = completion_logprobs(model, batch, temperature=1.0, with_entropy=True)
+    order = sorted(range(3), key=lambda i: len(rows[i].prompt_ids) + len(rows[i].token_ids))
+    for r, i in enumerate(order):
+        n = len(rows[i].token_ids)
+        torch.testing.assert_close(logprobs[r, :n], reference_logprobs(model, rows[i]), rtol=1e-5, atol=1e-5)
+        assert torch.all(logprobs[r, n:] == 0) and torch.all(entropy[r, n:] == 0)
+    assert (entropy[batch.mask > 0] > 0).all()
+
+
+def test_temperature_divides_the_logits(model):
+    c = completion(4, 3, 5)
+    (batch,) = make_micro_batches([c], [1.0], size=1, pad_id=0)
+    hot, _ = completion_logprobs(model, batch, temperature=0.5)
+    ids = torch.tensor([c.prompt_ids + c.token_ids])
+    logp = torch.log_softmax(model(input_ids=ids).logits[0] / 0.5, dim=-1)
+    expected = logp[3:6].gather(1, torch.tensor(c.token_ids).unsqueeze(1)).squeeze(1)
+    torch.testing.assert_close(hot[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def gradients_after_update(micro_batch_size: int, rows, advantages):
+    model, _ = tiny_random(seed=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: keep the gradients, change nothing
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    settings = LossSettings("ppo_clip", "token_mean", 0.2, 0.2, 0.0, "k3", 1.0)
+    batches = make_micro_batches(rows, advantages, size=micro_batch_size, pad_id=0)
+    metrics = update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
+    return metrics, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("aggregation_size", [1, 2, 3])
+def test_micro_batching_gives_the_same_loss_and_gradients(aggregation_size):
+    rows = [completion(5 + i, 2 + (3 * i) % 7, i) for i in range(6)]
+    advantages = [0.5, -1.0, 1.5, -0.2, 0.0, 0.7]
+    whole_metrics, whole = gradients_after_update(6, rows, advantages)
+    split_metrics, split = gradients_after_update(aggregation_size, rows, advantages)
+    assert split_metrics["loss/total"] == pytest.approx(whole_metrics["loss/total"], rel=1e-5)
+    assert whole.keys() == split.keys()
+    for name in whole:
+        torch.testing.assert_close(split[name], whole[name], rtol=1e-4, atol=1e-7)
