@@ -85,6 +85,34 @@ def load_checkpoint(path: Path, model) -> dict[str, Any]:
     return state
 
 
+def load_run_policy(path: Path, dtype: str = "float32"):
+    """(model, tokenizer) from a run directory's last checkpoint or from one checkpoint folder.
+
+    The base model and LoRA settings come from the run's saved config; the checkpoint's
+    weights (full or adapter) are loaded on top. For ``rlvr eval`` on a run still in progress.
+    """
+    import yaml
+
+    from rlvr.models import add_lora, load_model
+
+    path = Path(path)
+    folder = path if (path / "state.pt").is_file() else (list_checkpoints(path) or [None])[-1]
+    if folder is None:
+        raise TrainingError(f"{path} holds no complete checkpoint")
+    model_cfg = yaml.safe_load((folder / "config.yaml").read_text())["model"]
+    model, tokenizer = load_model(model_cfg["name"], dtype)
+    if model_cfg.get("lora_rank"):
+        model = add_lora(
+            model,
+            model_cfg["lora_rank"],
+            model_cfg["lora_alpha"],
+            model_cfg["lora_dropout"],
+            model_cfg["lora_target_modules"],
+        )
+    load_checkpoint(folder, model)
+    return model, tokenizer
+
+
 def rng_state() -> dict[str, Any]:
     return {"python": random.getstate(), "torch": torch.get_rng_state()}
 

@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_libraries()
     try:
         return args.handler(args)
     except RlvrError as err:
@@ -30,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rlvr: interrupted; resume with --resume RUN_DIR from the last checkpoint", file=sys.stderr)
         return 130
+
+
+def quiet_libraries() -> None:
+    """rlvr shows its own progress; transformers' per-file loading bars only clutter it."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=cmd_train)
 
     ev = commands.add_parser("eval", help="evaluate a model on a task's held-out split")
-    ev.add_argument("--model", default="smollm2-135m-instruct", help="model name, HF id, directory or run directory")
+    ev.add_argument(
+        "--model",
+        default="smollm2-135m-instruct",
+        help="model name, HF id or directory; a run directory (its final/ or last checkpoint) or checkpoint folder",
+    )
     ev.add_argument("overrides", nargs="*", help="key=value, e.g. task.name=countdown eval.size=100 eval.samples=8")
     ev.add_argument("--recipe", default=None, help="recipe whose task and eval settings to use (default: grpo)")
     ev.add_argument("--out", default=None, help="write the metrics JSON here")
@@ -95,6 +108,7 @@ def cmd_eval(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from rlvr.checkpoint import load_run_policy
     from rlvr.config import load_config
     from rlvr.evaluate import evaluate
     from rlvr.models import load_model
@@ -107,7 +121,10 @@ def cmd_eval(args) -> int:
     model_name = resolve_model(args.model)
     task = make_task(config.task.name, **config.task.params())
     examples = task.split("eval")[: config.eval.size]
-    model, tokenizer = load_model(model_name, config.model.dtype, seed=config.train.seed)
+    if is_run_checkpoint(model_name):
+        model, tokenizer = load_run_policy(Path(model_name), config.model.dtype)
+    else:
+        model, tokenizer = load_model(model_name, config.model.dtype, seed=config.train.seed)
     engine = make_engine(config.rollout.engine, model, tokenizer, config.eval.batch_size)
     sampling = SamplingParams(
         max_new_tokens=config.eval.max_new_tokens or config.rollout.max_new_tokens,
@@ -135,11 +152,17 @@ def cmd_eval(args) -> int:
 
 
 def resolve_model(name: str) -> str:
-    """A run directory means its exported final model."""
+    """A finished run directory means its exported final model."""
     path = Path(name)
     if (path / "final" / "config.json").is_file():
         return str(path / "final")
     return name
+
+
+def is_run_checkpoint(name: str) -> bool:
+    """A checkpoint folder, or a run directory (still in progress) holding checkpoints."""
+    path = Path(name)
+    return (path / "state.pt").is_file() or (path / "checkpoints").is_dir()
 
 
 def cmd_recipes(args) -> int:

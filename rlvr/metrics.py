@@ -38,6 +38,7 @@ class MetricsLogger:
         self.console = Console(stderr=True, quiet=not console)
         self._progress: Progress | None = None
         self._task = None
+        self._total = self._done = 0
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         row = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
@@ -55,6 +56,10 @@ class MetricsLogger:
         self._samples.flush()
 
     def start_progress(self, total: int, done: int) -> None:
+        """A live bar with ETA on a terminal; one plain line per step in a log file or CI."""
+        self._total, self._done = total, done
+        if not self.console.is_terminal:
+            return
         self._progress = Progress(
             TextColumn("[bold]train"),
             BarColumn(),
@@ -70,10 +75,12 @@ class MetricsLogger:
         self._task = self._progress.add_task("train", total=total, completed=done, figures="")
 
     def advance(self, metrics: dict[str, float]) -> None:
-        if self._progress is None:
-            return
         figures = "  ".join(f"{label} {metrics[key]:.3g}" for key, label in CONSOLE_KEYS.items() if key in metrics)
-        self._progress.update(self._task, advance=1, figures=figures)
+        self._done += 1
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, figures=figures)
+        else:
+            self.console.print(f"step {self._done}/{self._total}  {figures}", soft_wrap=True)
 
     def print(self, message: str) -> None:
         self.console.print(message)

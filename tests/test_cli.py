@@ -116,3 +116,29 @@ def test_recipes_and_tasks_list(capsys):
     assert code == 0 and out.startswith("grpo")
     code, out, _ = run(capsys, "tasks")
     assert "arithmetic" in out and "math" in out
+
+
+def test_eval_on_a_run_checkpoint_and_on_the_final_export(capsys, tmp_path):
+    from rlvr.config import load_config
+    from rlvr.trainer import train
+
+    run_dir = train(load_config(None, [*TINY_OVERRIDES, "train.steps=2", "checkpoint.every=1"]), tmp_path / "run")
+    common = ["eval.size=4", "rollout.max_new_tokens=2", "eval.verifier=starts_with_a_or_e"]
+    results = []
+    for model in (run_dir, run_dir / "checkpoints" / "step-000002"):
+        out = tmp_path / "eval.json"
+        code, _, err = run(capsys, "eval", "--model", str(model), *common, "--out", str(out))
+        assert code == 0, err
+        results.append(json.loads(out.read_text()))
+    assert results[0]["model"].endswith("final")
+    assert results[0]["eval/accuracy"] == results[1]["eval/accuracy"]  # same weights, greedy
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rlvr.checkpoint import load_run_policy
+
+    exported = AutoModelForCausalLM.from_pretrained(run_dir / "final").state_dict()
+    from_checkpoint, _ = load_run_policy(run_dir)
+    for name, tensor in from_checkpoint.state_dict().items():
+        torch.testing.assert_close(tensor, exported[name])

@@ -1,0 +1,136 @@
+"""PNG plots of a run's metrics against step, several runs overlaid.
+
+One figure per metric group (reward and its components, accuracy train and eval, response
+length, entropy, KL, clip fraction, tool use); colour tells the run, line style the metric. A
+group no run has is skipped. Figures are drawn on matplotlib's Agg canvas directly, without
+pyplot, so building a report never changes the caller's backend (a notebook keeps its own).
+
+matplotlib is an optional extra, imported here only: ``pip install 'rlvr[report]'``.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlvr.errors import RlvrError
+from rlvr.report.fits import Fit
+from rlvr.report.load import RunData
+
+STYLES = ["-", "--", ":", "-."]
+
+
+@dataclass
+class Series:
+    run: str
+    key: str
+    steps: list[int]
+    values: list[float]
+
+
+@dataclass
+class Plot:
+    """A written figure and the data drawn in it (what tests and the HTML look at)."""
+
+    name: str  # file stem
+    title: str
+    path: Path
+    series: list[Series] = field(default_factory=list)
+
+
+GROUPS: list[tuple[str, str, Callable[[str], bool]]] = [  # (file stem, title, which keys)
+    ("reward", "Reward and its components", lambda k: k == "train/reward" or k.startswith("train/reward/")),
+    ("accuracy", "Accuracy (train and held-out)", lambda k: k in ("train/accuracy", "eval/accuracy")),
+    ("response_length", "Response length (tokens)", lambda k: k in ("train/response_length", "eval/response_length")),
+    ("entropy", "Entropy", lambda k: k == "train/entropy"),
+    ("kl", "KL to the reference", lambda k: k.split("/")[-1] == "kl"),
+    ("clip_frac", "Clip fraction", lambda k: k.split("/")[-1].startswith("clip_frac")),
+    ("tool", "Tool use", lambda k: "tool" in k),
+]
+
+
+def matplotlib_figure(width: float = 7.0, height: float = 3.8):
+    """A matplotlib Figure on an Agg canvas; a one-line error naming the extra if matplotlib is missing."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise RlvrError("rlvr report needs matplotlib: pip install 'rlvr[report]'") from None
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def metric_groups(runs: list[RunData]) -> list[tuple[str, str, list[str]]]:
+    """(stem, title, keys) of each group some run has, keys in a stable order (train first)."""
+    keys = set().union(*(run.keys() for run in runs)) if runs else set()
+    groups = []
+    for stem, title, wanted in GROUPS:
+        chosen = sorted((k for k in keys if wanted(k)), key=lambda k: (k.count("/"), not k.startswith("train/"), k))
+        if chosen:
+            groups.append((stem, title, chosen))
+    return groups
+
+
+def plot_metrics(runs: list[RunData], out_dir: Path) -> list[Plot]:
+    """Write ``<stem>.png`` per metric group into ``out_dir``; returns what was drawn."""
+    return [plot_group(runs, stem, title, keys, out_dir / f"{stem}.png") for stem, title, keys in metric_groups(runs)]
+
+
+def plot_group(runs: list[RunData], stem: str, title: str, keys: list[str], path: Path) -> Plot:
+    figure = matplotlib_figure()
+    ax = figure.subplots()
+    plot = Plot(stem, title, path)
+    for i, run in enumerate(runs):
+        for j, key in enumerate(keys):
+            steps, values = run.series(key)
+            if not steps:
+                continue
+            plot.series.append(Series(run.name, key, steps, values))
+            sparse = key.startswith("eval/") or len(steps) <= 30
+            ax.plot(
+                steps,
+                values,
+                color=f"C{i % 10}",
+                linestyle=STYLES[j % len(STYLES)],
+                marker="o" if sparse else None,
+                markersize=4,
+                label=f"{run.name} · {key}" if len(runs) > 1 else key,
+            )
+    _decorate(ax, title)
+    figure.savefig(path)
+    return plot
+
+
+def plot_fits(runs: list[RunData], fits: list[Fit], out_dir: Path) -> list[Plot]:
+    """One ``fit_<metric>.png`` per fitted metric: the points and both fitted curves per run."""
+    import numpy as np
+
+    plots = []
+    for metric in dict.fromkeys(f.metric for f in fits):
+        stem = "fit_" + metric.replace("/", "_").replace("@", "_at_")
+        figure = matplotlib_figure()
+        ax = figure.subplots()
+        plot = Plot(stem, f"Fits of {metric}", out_dir / f"{stem}.png")
+        for i, run in enumerate(runs):
+            steps, values = run.series(metric)
+            if not steps:
+                continue
+            plot.series.append(Series(run.name, metric, steps, values))
+            prefix = f"{run.name} · " if len(runs) > 1 else ""
+            ax.scatter(steps, values, color=f"C{i % 10}", s=14, label=f"{prefix}points")
+            xs = np.linspace(max(min(steps), 1), max(max(steps), 1), 200)
+            for fit in (f for f in fits if f.run == run.name and f.metric == metric and f.a is not None):
+                style = "-" if fit.form == "log" else "--"
+                ax.plot(xs, fit.predict(xs), color=f"C{i % 10}", linestyle=style, label=f"{prefix}{fit.formula}")
+        _decorate(ax, plot.title)
+        figure.savefig(plot.path)
+        plots.append(plot)
+    return plots
+
+
+def _decorate(ax, title: str) -> None:
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    if ax.has_data():
+        ax.legend(fontsize=7, loc="best")
