@@ -37,7 +37,7 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
         if value.data_ptr() in seen:
             continue
         seen.add(value.data_ptr())
-        tensors[key] = value.detach().contiguous().clone()
+        tensors[key] = value.detach().to("cpu", copy=True).contiguous()
     return tensors
 
 
@@ -114,12 +114,17 @@ def load_run_policy(path: Path, dtype: str = "float32"):
 
 
 def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "torch": torch.get_rng_state()}
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def restore_rng(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def export_hf(model, tokenizer, target: Path) -> Path:

@@ -111,7 +111,7 @@ def cmd_eval(args) -> int:
     from rlvr.checkpoint import load_run_policy
     from rlvr.config import load_config
     from rlvr.evaluate import evaluate
-    from rlvr.models import load_model
+    from rlvr.models import load_model, resolve_device
     from rlvr.rewards import load_reward_plugins
     from rlvr.rollout import SamplingParams, make_engine
     from rlvr.tasks import make_task
@@ -125,6 +125,7 @@ def cmd_eval(args) -> int:
         model, tokenizer = load_run_policy(Path(model_name), config.model.dtype)
     else:
         model, tokenizer = load_model(model_name, config.model.dtype, seed=config.train.seed)
+    model.to(resolve_device(config.train.device))
     engine = make_engine(config.rollout.engine, model, tokenizer, config.eval.batch_size)
     sampling = SamplingParams(
         max_new_tokens=config.eval.max_new_tokens or config.rollout.max_new_tokens,

@@ -88,6 +88,7 @@ class TrainConfig(Section):
     micro_batch_size: int = Field(8, ge=1)  # sequences per forward/backward (gradient accumulation)
     seed: int = 0
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = all cores
+    device: str = "auto"  # auto: cuda when available, else cpu; or cpu, cuda, cuda:1, mps
 
 
 class EvalConfig(Section):

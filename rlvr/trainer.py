@@ -20,7 +20,7 @@ from rlvr.config import RunConfig, to_yaml
 from rlvr.errors import ConfigError, TrainingError
 from rlvr.evaluate import evaluate
 from rlvr.metrics import MetricsLogger, truncate_after
-from rlvr.models import add_lora, load_model
+from rlvr.models import add_lora, load_model, resolve_device
 from rlvr.rewards import REWARDS, load_reward_plugins, score
 from rlvr.rollout import SamplingParams, make_engine
 from rlvr.samplers import ShuffledSampler
@@ -257,6 +257,7 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     REWARDS.get(verifier)
 
     model, tokenizer = load_model(config.model.name, config.model.dtype, seed=config.train.seed)
+    model.to(resolve_device(config.train.device))
     ref_model = None
     if config.algo.kl_coef > 0:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)

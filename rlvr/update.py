@@ -27,6 +27,9 @@ class MicroBatch:
     old_logprobs: torch.Tensor  # [n, T] sampling policy's log-probs
     advantages: torch.Tensor  # [n, T] the completion's advantage on each of its tokens
 
+    def to(self, device: torch.device) -> "MicroBatch":
+        return MicroBatch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+
 
 def make_micro_batches(
     completions: list[Completion], advantages: list[float], size: int, pad_id: int
@@ -134,8 +137,10 @@ def update_step(
         weights[name] += weight
 
     total_loss = 0.0
+    device = next(model.parameters()).device
     optimizer.zero_grad(set_to_none=True)
     for mb in micro_batches:
+        mb = mb.to(device)
         logprobs, entropy = completion_logprobs(model, mb, settings.temperature, with_entropy=True)
         per_token, loss_metrics = policy_loss(
             logprobs, mb.old_logprobs, mb.advantages, mb.mask, clip_low=settings.clip_low, clip_high=settings.clip_high

