@@ -1,4 +1,4 @@
-"""``rlvr train | eval | recipes | tasks``.
+"""``rlvr train | eval | sweep | report | recipes | tasks``.
 
 Errors a user can act on (:class:`rlvr.errors.RlvrError`) print as one line and exit with
 status 2; ``--debug`` shows the traceback instead.
@@ -64,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="write the metrics JSON here")
     ev.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     ev.set_defaults(handler=cmd_eval)
+
+    sw = commands.add_parser("sweep", help="run several recipes with the same budget and seed; one table")
+    sw.add_argument("recipes", nargs="+", help="recipe names or paths, then key=value overrides for all of them")
+    sw.add_argument(
+        "--out", default=None, help="folder for the runs and sweep.md/sweep.json (default runs/sweep-<time>)"
+    )
+    sw.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    sw.set_defaults(handler=cmd_sweep)
+
+    from rlvr.report.cli import add_report_command
+
+    add_report_command(commands)
 
     recipes = commands.add_parser("recipes", help="list the bundled recipes")
     recipes.set_defaults(handler=cmd_recipes)
@@ -164,6 +176,26 @@ def is_run_checkpoint(name: str) -> bool:
     """A checkpoint folder, or a run directory (still in progress) holding checkpoints."""
     path = Path(name)
     return (path / "state.pt").is_file() or (path / "checkpoints").is_dir()
+
+
+def cmd_sweep(args) -> int:
+    from datetime import datetime
+
+    from rich.console import Console
+
+    from rlvr.sweep import sweep
+
+    recipes = [r for r in args.recipes if "=" not in r]
+    overrides = [r for r in args.recipes if "=" in r]
+    out = Path(args.out or f"runs/sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    console = Console(stderr=True)
+    for recipe in recipes:  # fail on a typo before hours of training, not after
+        from rlvr.config import load_config
+
+        load_config(recipe, overrides)
+    sweep(recipes, overrides, out, console)
+    print((out / "sweep.md").read_text())
+    return 0
 
 
 def cmd_recipes(args) -> int:

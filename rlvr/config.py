@@ -59,17 +59,41 @@ class RolloutConfig(Section):
     top_p: float = Field(1.0, gt=0, le=1)
     stop: list[str] = []  # extra stop strings besides the tokenizer's eos
     batch_size: int = Field(64, ge=1)  # sequences generated together
+    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards all agree, sample more prompts
+    max_sampling_rounds: int = Field(3, ge=1)  # bound on rounds per step when dynamic_sampling is on
 
 
 class AlgoConfig(Section):
-    advantage: str = "grpo"
+    advantage: str = "grpo"  # see `rlvr recipes` and docs/algorithms.md; gae needs critic.model
     policy_loss: str = "ppo_clip"
     aggregation: str = "token_mean"
     clip_low: float = Field(0.2, gt=0, lt=1)  # ratio clipped to [1 - clip_low, 1 + clip_high]
     clip_high: float = Field(0.2, gt=0)
-    std_eps: float = Field(1e-4, gt=0)
+    dual_clip_c: float = Field(3.0, gt=1)  # dual_clip: bound on the loss for negative advantages
+    cispo_clip_low: float = Field(1.0, ge=0)  # cispo: IS weight clipped to [1 - low, 1 + high]
+    cispo_clip_high: float = Field(0.28, gt=0)
+    std_eps: float = Field(1e-4, gt=0)  # added to standard deviations before dividing
+    pass_k: int = Field(4, ge=1)  # pass_k advantage: the k it optimizes
     kl_coef: float = Field(0.0, ge=0)  # 0: no reference model is loaded
     kl_estimator: str = "k3"
+    kl_in_reward: bool = False  # subtract kl_coef x sequence KL from the reward instead of adding it to the loss
+    kl_target: float | None = Field(None, gt=0)  # adaptive coefficient (Ziegler et al. 2019) toward this KL
+    kl_horizon: int = Field(10_000, ge=1)
+    entropy_coef: float = Field(0.0, ge=0)  # entropy bonus in the loss
+    entropy_target: float | None = Field(None, gt=0)  # adapt entropy_coef to hold entropy here
+    entropy_rate: float = Field(1e-3, gt=0)
+    overlong_cache_tokens: int = Field(0, ge=0)  # DAPO soft overlong penalty over the last N tokens; 0: off
+    tis_cap: float | None = Field(None, gt=0)  # truncated importance sampling of trainer vs rollout log-probs
+
+
+class CriticConfig(Section):
+    """A learned value model for PPO with GAE (``algo.advantage: gae``)."""
+
+    model: str | None = None  # "policy": the policy's starting weights plus a value head; or a model name
+    lr: float = Field(1e-5, gt=0)
+    value_clip: float = Field(0.2, gt=0)
+    gamma: float = Field(1.0, gt=0, le=1)
+    lam: float = Field(0.95, ge=0, le=1)
 
 
 class OptimConfig(Section):
@@ -124,6 +148,7 @@ class RunConfig(Section):
     rewards: list[RewardSpec] = [RewardSpec(name="math", weight=1.0), RewardSpec(name="boxed_format", weight=0.2)]
     rollout: RolloutConfig = RolloutConfig()
     algo: AlgoConfig = AlgoConfig()
+    critic: CriticConfig = CriticConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
@@ -134,6 +159,22 @@ class RunConfig(Section):
     def _check_combinations(self) -> "RunConfig":
         if not self.rewards:
             raise ValueError("rewards: at least one reward is needed")
+        algo, critic = self.algo, self.critic
+        if algo.advantage == "gae" and critic.model is None:
+            raise ValueError("algo.advantage=gae needs a value model: set critic.model (e.g. critic.model=policy)")
+        if algo.advantage != "gae" and critic.model is not None:
+            raise ValueError(f"critic.model is set but algo.advantage={algo.advantage} does not use a value model")
+        if algo.advantage == "pass_k" and algo.pass_k > self.rollout.group_size:
+            raise ValueError(f"algo.pass_k={algo.pass_k} exceeds rollout.group_size={self.rollout.group_size}")
+        if algo.kl_target is not None and algo.kl_coef == 0:
+            raise ValueError("algo.kl_target adapts algo.kl_coef, which is 0: set an initial algo.kl_coef > 0")
+        if algo.entropy_target is not None and algo.entropy_coef == 0:
+            raise ValueError("algo.entropy_target adapts algo.entropy_coef: set an initial algo.entropy_coef > 0")
+        if algo.overlong_cache_tokens >= self.rollout.max_new_tokens:
+            raise ValueError(
+                f"algo.overlong_cache_tokens={algo.overlong_cache_tokens} must be below "
+                f"rollout.max_new_tokens={self.rollout.max_new_tokens}"
+            )
         steps_per_batch = self.rollout.prompts_per_step * self.rollout.group_size
         if steps_per_batch % self.train.mini_batches:
             raise ValueError(
@@ -251,7 +292,7 @@ def check_plugin_params(config: RunConfig) -> None:
     load_reward_plugins(config.plugins)
     check_task_params(config.task.name, config.task.params())
     named = [
-        ("algo.advantage", ADVANTAGES, config.algo.advantage),
+        *([("algo.advantage", ADVANTAGES, config.algo.advantage)] if config.algo.advantage != "gae" else []),
         ("algo.policy_loss", POLICY_LOSSES, config.algo.policy_loss),
         ("algo.aggregation", AGGREGATIONS, config.algo.aggregation),
         ("algo.kl_estimator", KL_ESTIMATORS, config.algo.kl_estimator),
@@ -263,7 +304,8 @@ def check_plugin_params(config: RunConfig) -> None:
         try:
             registry.get(name)
         except ConfigError as err:
-            raise ConfigError(f"{key}: {err}") from None
+            extra = ", gae (with critic.model)" if key == "algo.advantage" else ""
+            raise ConfigError(f"{key}: {err}{extra}") from None
 
 
 def to_yaml(config: RunConfig) -> str:

@@ -45,3 +45,24 @@ class Registry(Generic[F]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
+
+
+def call_with(fn: Callable, *args, **available):
+    """Call ``fn(*args, **kw)`` with just the keyword arguments it declares, taken from ``available``.
+
+    Every function of a kind shares the positional inputs; its hyper-parameters are explicit
+    keyword-only arguments named after config fields. This passes each function exactly the
+    ones it names, so the caller never special-cases a function's name.
+    """
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    kwargs = {}
+    for name, param in params.items():
+        if param.kind is not param.KEYWORD_ONLY:
+            continue
+        if name in available:
+            kwargs[name] = available[name]
+        elif param.default is param.empty:
+            raise TypeError(f"{fn.__name__} needs keyword {name!r}, which the trainer does not provide")
+    return fn(*args, **kwargs)

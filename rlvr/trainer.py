@@ -15,18 +15,23 @@ from pathlib import Path
 import torch
 
 from rlvr import checkpoint as ckpt
-from rlvr.algos import ADVANTAGES
+from rlvr.algos import KL_ESTIMATORS
+from rlvr.algos.critic import gae
+from rlvr.algos.entropy import entropy_coef_update
+from rlvr.algos.kl import adaptive_kl_coef
+from rlvr.batch import collect, estimator_hparams, group_advantages, reference_kl, token_width
 from rlvr.config import RunConfig, to_yaml
+from rlvr.critic import build_critic, critic_update, token_rewards, values_for
 from rlvr.errors import ConfigError, TrainingError
 from rlvr.evaluate import evaluate
 from rlvr.metrics import MetricsLogger, truncate_after
 from rlvr.models import add_lora, load_model, resolve_device
-from rlvr.rewards import REWARDS, load_reward_plugins, score
+from rlvr.rewards import REWARDS, load_reward_plugins
 from rlvr.rollout import SamplingParams, make_engine
 from rlvr.samplers import ShuffledSampler
 from rlvr.tasks import make_task
 from rlvr.types import Completion, Example
-from rlvr.update import LossSettings, make_micro_batches, update_step
+from rlvr.update import LossSettings, make_micro_batches, recompute_old_logprobs, update_step
 
 
 @dataclass
@@ -45,7 +50,11 @@ class Run:
     sampler: ShuffledSampler
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    logger: MetricsLogger
+    logger: MetricsLogger | None
+    critic: torch.nn.Module | None = None  # value model, for algo.advantage: gae
+    critic_optimizer: torch.optim.Optimizer | None = None
+    kl_coef: float = 0.0  # current coefficients: adaptive ones move during training
+    entropy_coef: float = 0.0
     step: int = 0
 
 
@@ -81,57 +90,84 @@ def train(config: RunConfig, run_dir: Path | None = None, resume: bool = False, 
 def train_step(run: Run) -> dict[str, float]:
     cfg = run.config
     started = time.perf_counter()
-    examples = [run.train_set[i] for i in run.sampler.next(cfg.rollout.prompts_per_step)]
-    groups = run.engine.generate(examples, cfg.rollout.group_size, rollout_sampling(cfg))
-    completions = [c for group in groups for c in group]  # [B*G], grouped by prompt
-    rolled_out = time.perf_counter()
-
-    totals, components = score([c.text for c in completions], [c.example for c in completions], reward_specs(cfg))
-    if run.verifier not in components:
-        _, extra = score([c.text for c in completions], [c.example for c in completions], [(run.verifier, 0.0)])
-        components[run.verifier] = extra[run.verifier]
-    scored = time.perf_counter()
-
-    rewards = torch.tensor(totals, dtype=torch.float).view(len(examples), cfg.rollout.group_size)  # [B, G]
-    advantages, adv_metrics = ADVANTAGES.get(cfg.algo.advantage)(rewards, eps=cfg.algo.std_eps)
-    update_metrics = policy_updates(run, completions, advantages.flatten().tolist())
-    updated = time.perf_counter()
-
+    batch = collect(cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg))
     metrics = {
-        "train/reward": sum(totals) / len(totals),
-        "train/accuracy": sum(v >= 1.0 for v in components[run.verifier]) / len(completions),
-        **{f"train/reward/{name}": sum(v) / len(v) for name, v in components.items()},
-        **length_metrics(completions),
-        **adv_metrics,
-        **{f"train/{k}" if not k.startswith(("loss/", "adv/")) else k: v for k, v in update_metrics.items()},
-        "train/lr": run.scheduler.get_last_lr()[0],
-        "time/rollout": rolled_out - started,
-        "time/reward": scored - rolled_out,
-        "time/update": updated - scored,
-        "time/step": updated - started,
-        "throughput/rollout_tokens_per_s": sum(len(c.token_ids) for c in completions) / max(rolled_out - started, 1e-9),
-        "throughput/update_tokens_per_s": cfg.train.inner_epochs
-        * sum(len(c.prompt_ids) + len(c.token_ids) for c in completions)
-        / max(updated - scored, 1e-9),
+        "train/reward": sum(batch.sampled_rewards) / len(batch.sampled_rewards),
+        "train/accuracy": sum(v >= 1.0 for v in batch.components[run.verifier]) / len(batch.sampled),
+        **{f"train/reward/{name}": sum(v) / len(v) for name, v in batch.components.items()},
+        **length_metrics(batch.sampled),
+        **batch.metrics,
+        "train/kl_coef": run.kl_coef,  # the coefficients this step used (adaptive ones move after it)
+        "train/entropy_coef": run.entropy_coef,
     }
-    if cfg.log.samples_every and run.step % cfg.log.samples_every == 0:
-        run.logger.log_samples(
-            run.step, sample_rows(completions, totals, components, advantages.flatten().tolist(), cfg)
+    if batch.kept:
+        scored = time.perf_counter()
+        per_token, extra = advantages(run, batch)
+        metrics |= extra | policy_updates(run, batch.kept, per_token)
+        metrics["time/update"] = time.perf_counter() - scored
+        metrics["throughput/update_tokens_per_s"] = (
+            cfg.train.inner_epochs
+            * sum(len(c.prompt_ids) + len(c.token_ids) for c in batch.kept)
+            / max(metrics["time/update"], 1e-9)
         )
+        adapt_coefficients(run, metrics, len(batch.kept))
+        if cfg.log.samples_every and run.step % cfg.log.samples_every == 0:
+            run.logger.log_samples(run.step, sample_rows(batch, per_token, cfg))
+    else:
+        metrics["sampling/skipped_update"] = 1.0  # every group agreed: no gradient this step
+    metrics |= {
+        "train/lr": run.scheduler.get_last_lr()[0],
+        "time/step": time.perf_counter() - started,
+        "throughput/rollout_tokens_per_s": sum(len(c.token_ids) for c in batch.sampled)
+        / max(metrics["time/rollout"], 1e-9),
+    }
     return metrics
 
 
-def policy_updates(run: Run, completions: list[Completion], advantages: list[float]) -> dict[str, float]:
-    """``inner_epochs`` passes over the step's completions, each in ``mini_batches`` optimizer steps."""
+def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Per-token advantages [N, T] (and returns/old values for the critic) for the kept completions."""
+    cfg = run.config
+    kept, width = batch.kept, token_width(batch.kept)
+    lengths = [len(c.token_ids) for c in kept]
+    rewards, metrics = batch.rewards.clone(), {}
+    needs_passes = cfg.algo.kl_in_reward or run.critic is not None
+    micro = make_micro_batches(kept, {}, cfg.train.micro_batch_size, run.tokenizer.pad_token_id) if needs_passes else []
+    kl = None
+    if cfg.algo.kl_in_reward and run.kl_coef > 0:
+        estimator = KL_ESTIMATORS.get(cfg.algo.kl_estimator)
+        kl = reference_kl(run.ref_model, micro, len(kept), width, estimator, cfg.rollout.temperature)
+        sequence_kl = kl.sum(dim=1)
+        metrics["train/kl"] = (sequence_kl.sum() / max(sum(lengths), 1)).item()
+        if run.critic is None:
+            rewards = rewards - run.kl_coef * sequence_kl
+    if run.critic is None:
+        per_token, adv_metrics = group_advantages(cfg, rewards, width, lengths)
+        return {"advantages": per_token}, metrics | adv_metrics
+    values = values_for(run.critic, micro, len(kept), width)
+    mask = torch.zeros(len(kept), width)
+    for i, length in enumerate(lengths):
+        mask[i, :length] = 1.0
+    token_rewards_ = token_rewards(rewards.tolist(), lengths, width, kl, run.kl_coef)
+    adv, returns = gae(token_rewards_, values, mask, gamma=cfg.critic.gamma, lam=cfg.critic.lam)
+    metrics |= {
+        "adv/mean_abs": (adv.abs() * mask).sum().item() / mask.sum().item(),
+        "critic/value_mean": values.mean().item(),
+    }
+    return {"advantages": adv, "returns": returns, "old_values": values}, metrics
+
+
+def policy_updates(run: Run, completions: list[Completion], per_token: dict[str, torch.Tensor]) -> dict[str, float]:
+    """``inner_epochs`` passes over the kept completions, each in ``mini_batches`` optimizer steps."""
     cfg = run.config
     settings = LossSettings(
         policy_loss=cfg.algo.policy_loss,
         aggregation=cfg.algo.aggregation,
-        clip_low=cfg.algo.clip_low,
-        clip_high=cfg.algo.clip_high,
-        kl_coef=cfg.algo.kl_coef,
-        kl_estimator=cfg.algo.kl_estimator,
         temperature=cfg.rollout.temperature,
+        hparams=estimator_hparams(cfg),
+        kl_coef=0.0 if cfg.algo.kl_in_reward else run.kl_coef,
+        kl_estimator=cfg.algo.kl_estimator,
+        entropy_coef=run.entropy_coef,
+        tis_cap=cfg.algo.tis_cap,
     )
     pad_id = run.tokenizer.pad_token_id
     per_update: list[dict[str, float]] = []
@@ -139,27 +175,52 @@ def policy_updates(run: Run, completions: list[Completion], advantages: list[flo
         order = list(range(len(completions)))
         if cfg.train.mini_batches > 1:
             random.Random(f"{cfg.train.seed}-{run.step}-{epoch}").shuffle(order)
-        size = len(order) // cfg.train.mini_batches
+        size = max(len(order) // cfg.train.mini_batches, 1)
         for start in range(0, len(order), size):
             rows = order[start : start + size]
-            micro = make_micro_batches(
-                [completions[i] for i in rows], [advantages[i] for i in rows], cfg.train.micro_batch_size, pad_id
+            subset = {name: values[rows] for name, values in per_token.items()}
+            micro = make_micro_batches([completions[i] for i in rows], subset, cfg.train.micro_batch_size, pad_id)
+            metrics = {}
+            if epoch == 0 and start == 0 and cfg.algo.tis_cap is not None:
+                metrics |= recompute_old_logprobs(run.model, micro, cfg.rollout.temperature, cfg.algo.tis_cap)
+            elif cfg.algo.tis_cap is not None:
+                recompute_old_logprobs(run.model, micro, cfg.rollout.temperature, cfg.algo.tis_cap)
+            metrics |= update_step(
+                run.model,
+                run.ref_model,
+                run.optimizer,
+                run.scheduler,
+                micro,
+                settings,
+                cfg.optim.max_grad_norm,
+                run.step,
             )
-            per_update.append(
-                update_step(
-                    run.model,
-                    run.ref_model,
-                    run.optimizer,
-                    run.scheduler,
+            if run.critic is not None:
+                metrics |= critic_update(
+                    run.critic,
+                    run.critic_optimizer,
                     micro,
-                    settings,
-                    cfg.optim.max_grad_norm,
-                    run.step,
+                    value_clip=cfg.critic.value_clip,
+                    max_grad_norm=cfg.optim.max_grad_norm,
                 )
-            )
-    metrics = {key: sum(m[key] for m in per_update) / len(per_update) for key in per_update[-1]}
+            per_update.append(metrics)
+    metrics = {key: sum(m.get(key, 0.0) for m in per_update) / len(per_update) for key in per_update[-1]}
     metrics["logprob_mismatch"] = per_update[0]["logprob_mismatch"]  # before any update of this step
-    return metrics
+    return {f"train/{k}" if "/" not in k else k: v for k, v in metrics.items()}
+
+
+def adapt_coefficients(run: Run, metrics: dict[str, float], batch_size: int) -> None:
+    """The adaptive KL coefficient (toward algo.kl_target) and entropy coefficient (toward
+    algo.entropy_target) move after each step; both are saved in checkpoints."""
+    algo = run.config.algo
+    if algo.kl_target is not None and "train/kl" in metrics:
+        run.kl_coef = adaptive_kl_coef(
+            run.kl_coef, metrics["train/kl"], target=algo.kl_target, horizon=algo.kl_horizon, batch_size=batch_size
+        )
+    if algo.entropy_target is not None and "train/entropy" in metrics:
+        run.entropy_coef = entropy_coef_update(
+            run.entropy_coef, metrics["train/entropy"], target=algo.entropy_target, rate=algo.entropy_rate
+        )
 
 
 def length_metrics(completions: list[Completion]) -> dict[str, float]:
@@ -171,18 +232,19 @@ def length_metrics(completions: list[Completion]) -> dict[str, float]:
     }
 
 
-def sample_rows(completions, totals, components, advantages, cfg: RunConfig) -> list[dict]:
+def sample_rows(batch, per_token: dict[str, torch.Tensor], cfg: RunConfig) -> list[dict]:
     rows = []
-    for i, c in enumerate(completions[: cfg.log.samples_per_dump]):
+    for i, c in enumerate(batch.kept[: cfg.log.samples_per_dump]):
+        j = batch.sampled.index(c)
         rows.append(
             {
                 "id": c.example.id,
                 "prompt": c.example.prompt[-1]["content"],
                 "completion": c.text,
                 "answer": c.example.answer,
-                "reward": totals[i],
-                "components": {name: values[i] for name, values in components.items()},
-                "advantage": advantages[i],
+                "reward": batch.sampled_rewards[j],
+                "components": {name: values[j] for name, values in batch.components.items()},
+                "advantage": per_token["advantages"][i, 0].item(),
                 "finish_reason": c.finish_reason,
             }
         )
@@ -232,7 +294,11 @@ def save(run: Run) -> None:
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "sampler": run.sampler.state_dict(),
+        "coefficients": {"kl": run.kl_coef, "entropy": run.entropy_coef},
     }
+    if run.critic is not None:
+        state["critic"] = {k: v.cpu() for k, v in run.critic.state_dict().items()}
+        state["critic_optimizer"] = run.critic_optimizer.state_dict()
     ckpt.save_checkpoint(run.run_dir, run.step, run.model, state, to_yaml(run.config), run.config.checkpoint.keep)
 
 
@@ -276,35 +342,35 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     )
     engine = make_engine(config.rollout.engine, model, tokenizer, config.rollout.batch_size)
     sampler = ShuffledSampler(len(train_set), config.train.seed)
-
-    step = 0
+    run = Run(
+        config, run_dir, model, ref_model, tokenizer, engine, train_set, eval_set, verifier,
+        sampler, optimizer, scheduler, logger=None, kl_coef=config.algo.kl_coef, entropy_coef=config.algo.entropy_coef,
+    )  # fmt: skip
+    if config.critic.model is not None:
+        device = next(model.parameters()).device
+        run.critic = build_critic(config.critic.model, config.model.name, config.model.dtype, config.train.seed, device)
+        run.critic_optimizer = torch.optim.AdamW(run.critic.parameters(), lr=config.critic.lr, betas=optim.betas)
     if resume:
-        state = ckpt.load_checkpoint(checkpoints[-1], model)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        sampler.load_state_dict(state["sampler"])
-        ckpt.restore_rng(state["rng"])
-        step = state["step"]
-        for name in ("metrics.jsonl", "samples.jsonl", "eval_samples.jsonl"):
-            truncate_after(run_dir / name, step)
-    logger = MetricsLogger(run_dir, tensorboard=config.log.tensorboard, console=config.log.console)
-    logger.print(f"run directory: {run_dir}" + (f" (resumed at step {step})" if resume else ""))
-    return Run(
-        config,
-        run_dir,
-        model,
-        ref_model,
-        tokenizer,
-        engine,
-        train_set,
-        eval_set,
-        verifier,
-        sampler,
-        optimizer,
-        scheduler,
-        logger,
-        step,
-    )
+        restore(run, checkpoints[-1])  # truncates the JSONL files: open them only afterwards
+    run.logger = logger = MetricsLogger(run_dir, tensorboard=config.log.tensorboard, console=config.log.console)
+    logger.print(f"run directory: {run_dir}" + (f" (resumed at step {run.step})" if resume else ""))
+    return run
+
+
+def restore(run: Run, checkpoint: Path) -> None:
+    """Everything a step depends on, as it was when ``checkpoint`` was written."""
+    state = ckpt.load_checkpoint(checkpoint, run.model)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.sampler.load_state_dict(state["sampler"])
+    run.kl_coef, run.entropy_coef = state["coefficients"]["kl"], state["coefficients"]["entropy"]
+    if run.critic is not None:
+        run.critic.load_state_dict(state["critic"])
+        run.critic_optimizer.load_state_dict(state["critic_optimizer"])
+    ckpt.restore_rng(state["rng"])
+    run.step = state["step"]
+    for name in ("metrics.jsonl", "samples.jsonl", "eval_samples.jsonl"):
+        truncate_after(run.run_dir / name, run.step)
 
 
 def lr_lambda(schedule: str, warmup: int, total: int):

@@ -24,29 +24,35 @@ class MicroBatch:
     positions: torch.Tensor  # [n, T] column whose logits predict completion token t
     targets: torch.Tensor  # [n, T] completion token ids (0 on padding)
     mask: torch.Tensor  # [n, T] 1.0 where the token is trained on
-    old_logprobs: torch.Tensor  # [n, T] sampling policy's log-probs
-    advantages: torch.Tensor  # [n, T] the completion's advantage on each of its tokens
+    old_logprobs: torch.Tensor  # [n, T] old policy's log-probs (the rollout's, or recomputed for TIS)
+    rollout_logprobs: torch.Tensor  # [n, T] the rollout engine's log-probs
+    advantages: torch.Tensor  # [n, T] advantage of each completion token
+    returns: torch.Tensor  # [n, T] value targets (critic only; zeros otherwise)
+    old_values: torch.Tensor  # [n, T] critic's values before the update (critic only)
+    index: torch.Tensor  # [n] row of each sequence in the step's completion list
 
     def to(self, device: torch.device) -> "MicroBatch":
         return MicroBatch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
 
 def make_micro_batches(
-    completions: list[Completion], advantages: list[float], size: int, pad_id: int
+    completions: list[Completion], per_token: dict[str, torch.Tensor], size: int, pad_id: int
 ) -> list[MicroBatch]:
-    """Bucket completions by total length into micro-batches of at most ``size`` sequences."""
+    """Bucket completions by total length into micro-batches of at most ``size`` sequences.
+
+    ``per_token`` maps "advantages" (required), "returns" and "old_values" to [N, T_max]
+    tensors whose row i belongs to ``completions[i]``.
+    """
     order = sorted(
         range(len(completions)), key=lambda i: len(completions[i].prompt_ids) + len(completions[i].token_ids)
     )
-    batches = []
-    for start in range(0, len(order), size):
-        rows = [completions[i] for i in order[start : start + size]]
-        row_advantages = [advantages[i] for i in order[start : start + size]]
-        batches.append(_collate(rows, row_advantages, pad_id))
-    return batches
+    return [
+        _collate(completions, order[start : start + size], per_token, pad_id) for start in range(0, len(order), size)
+    ]
 
 
-def _collate(rows: list[Completion], advantages: list[float], pad_id: int) -> MicroBatch:
+def _collate(completions: list[Completion], index: list[int], per_token: dict[str, torch.Tensor], pad_id: int):
+    rows = [completions[i] for i in index]
     n = len(rows)
     width = max(len(c.prompt_ids) + len(c.token_ids) for c in rows)
     steps = max(max(len(c.token_ids) for c in rows), 1)
@@ -55,7 +61,7 @@ def _collate(rows: list[Completion], advantages: list[float], pad_id: int) -> Mi
     positions = torch.zeros((n, steps), dtype=torch.long)
     targets = torch.zeros((n, steps), dtype=torch.long)
     mask = torch.zeros((n, steps))
-    old_logprobs = torch.zeros((n, steps))
+    logprobs = torch.zeros((n, steps))
     for r, c in enumerate(rows):
         p, t = len(c.prompt_ids), len(c.token_ids)
         input_ids[r, : p + t] = torch.tensor(c.prompt_ids + c.token_ids)
@@ -63,9 +69,21 @@ def _collate(rows: list[Completion], advantages: list[float], pad_id: int) -> Mi
         positions[r, :t] = torch.arange(p - 1, p + t - 1)
         targets[r, :t] = torch.tensor(c.token_ids)
         mask[r, :t] = torch.tensor(c.loss_mask, dtype=torch.float)
-        old_logprobs[r, :t] = torch.tensor(c.logprobs)
-    adv = torch.tensor(advantages, dtype=torch.float).unsqueeze(1).expand(n, steps).clone()
-    return MicroBatch(input_ids, attention_mask, positions, targets, mask, old_logprobs, adv)
+        logprobs[r, :t] = torch.tensor(c.logprobs)
+    rows_index = torch.tensor(index, dtype=torch.long)
+
+    def take(name: str) -> torch.Tensor:
+        if name not in per_token:
+            return torch.zeros((n, steps))
+        values = per_token[name][rows_index]
+        out = torch.zeros((n, steps))
+        out[:, : min(steps, values.shape[1])] = values[:, :steps]
+        return out * mask
+
+    return MicroBatch(
+        input_ids, attention_mask, positions, targets, mask, logprobs, logprobs.clone(),
+        take("advantages"), take("returns"), take("old_values"), rows_index,
+    )  # fmt: skip
 
 
 def _body_and_head(model):
@@ -74,9 +92,10 @@ def _body_and_head(model):
 
 
 def completion_logprobs(
-    model, batch: MicroBatch, temperature: float, with_entropy: bool = False
+    model, batch: MicroBatch, temperature: float, with_entropy: bool = False, entropy_grad: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probs [n, T] of the completion tokens under ``model`` (and entropies [n, T], no grad).
+    """Log-probs [n, T] of the completion tokens under ``model`` (and entropies [n, T]; with
+    ``entropy_grad`` they carry gradients, for an entropy bonus).
 
     Runs the transformer body over the whole sequence, then the head only at the rows of
     ``positions`` that hold real completion tokens.
@@ -96,9 +115,10 @@ def completion_logprobs(
     logprobs = logprobs.masked_scatter(valid, chosen)
     entropy = None
     if with_entropy:
-        with torch.no_grad():
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             token_entropy = -(logp_all.exp() * logp_all).sum(dim=-1)
-            entropy = torch.zeros_like(batch.mask).masked_scatter(valid, token_entropy)
+            entropy = torch.zeros(batch.mask.shape, dtype=token_entropy.dtype, device=token_entropy.device)
+            entropy = entropy.masked_scatter(valid, token_entropy)
     return logprobs, entropy
 
 
@@ -106,11 +126,29 @@ def completion_logprobs(
 class LossSettings:
     policy_loss: str
     aggregation: str
-    clip_low: float
-    clip_high: float
-    kl_coef: float
-    kl_estimator: str
     temperature: float
+    hparams: dict  # keyword hyper-parameters by name (clip_low, clip_high, max_tokens, ...)
+    kl_coef: float = 0.0  # KL in the loss (0: off)
+    kl_estimator: str = "k3"
+    entropy_coef: float = 0.0
+    tis_cap: float | None = None
+
+
+@torch.no_grad()
+def recompute_old_logprobs(model, micro_batches: list[MicroBatch], temperature: float, tis_cap: float) -> dict:
+    """For truncated importance sampling: the trainer's own log-probs become the old policy's,
+    and each token is weighted by min(pi_trainer / pi_rollout, cap) (rlvr.algos.losses)."""
+    from rlvr.algos.losses import truncated_is_weights
+
+    device = next(model.parameters()).device
+    sums: dict[str, float] = defaultdict(float)
+    for mb in micro_batches:
+        logprobs, _ = completion_logprobs(model, mb.to(device), temperature)
+        mb.old_logprobs = logprobs.cpu()
+        _, metrics = truncated_is_weights(mb.old_logprobs, mb.rollout_logprobs, mb.mask, cap=tis_cap)
+        for key, value in metrics.items():
+            sums[key] += value / len(micro_batches)
+    return dict(sums)
 
 
 def update_step(
@@ -124,6 +162,9 @@ def update_step(
     step: int,
 ) -> dict[str, float]:
     """One optimizer step over ``micro_batches`` (gradient accumulation); returns metrics."""
+    from rlvr.algos.losses import truncated_is_weights
+    from rlvr.registry import call_with
+
     policy_loss = POLICY_LOSSES.get(settings.policy_loss)
     aggregate = AGGREGATIONS.get(settings.aggregation)
     kl_estimator = KL_ESTIMATORS.get(settings.kl_estimator) if settings.kl_coef > 0 else None
@@ -141,26 +182,40 @@ def update_step(
     optimizer.zero_grad(set_to_none=True)
     for mb in micro_batches:
         mb = mb.to(device)
-        logprobs, entropy = completion_logprobs(model, mb, settings.temperature, with_entropy=True)
-        per_token, loss_metrics = policy_loss(
-            logprobs, mb.old_logprobs, mb.advantages, mb.mask, clip_low=settings.clip_low, clip_high=settings.clip_high
+        logprobs, entropy = completion_logprobs(
+            model, mb, settings.temperature, with_entropy=True, entropy_grad=settings.entropy_coef > 0
+        )
+        per_token, loss_metrics = call_with(
+            policy_loss, logprobs, mb.old_logprobs, mb.advantages, mb.mask, **settings.hparams
         )
         tokens = mb.mask.sum().item()
+        if settings.tis_cap is not None:
+            is_weights, _ = truncated_is_weights(mb.old_logprobs, mb.rollout_logprobs, mb.mask, cap=settings.tis_cap)
+            per_token = per_token * is_weights
         if kl_estimator is not None:
             with torch.no_grad():
                 ref_logprobs, _ = completion_logprobs(ref_model, mb, settings.temperature)
             kl, _ = kl_estimator(logprobs, ref_logprobs)
             per_token = per_token + settings.kl_coef * kl * mb.mask
             record("kl", (kl.detach() * mb.mask).sum().item() / max(tokens, 1), tokens)
-        loss, _ = aggregate(per_token, mb.mask, batch_tokens=batch_tokens, batch_sequences=batch_sequences)
+        if settings.entropy_coef > 0:
+            per_token = per_token - settings.entropy_coef * entropy * mb.mask
+        loss, _ = call_with(
+            aggregate,
+            per_token,
+            mb.mask,
+            batch_tokens=batch_tokens,
+            batch_sequences=batch_sequences,
+            **settings.hparams,
+        )
         if not torch.isfinite(loss):
             raise TrainingError(f"step {step}: the loss is {loss.item()} (non-finite); no update was applied")
         loss.backward()
         total_loss += loss.item()
         for name, value in loss_metrics.items():
             record(name, value, tokens)
-        record("entropy", (entropy * mb.mask).sum().item() / max(tokens, 1), tokens)
-        mismatch = ((logprobs.detach() - mb.old_logprobs).abs() * mb.mask).sum().item() / max(tokens, 1)
+        record("entropy", (entropy.detach() * mb.mask).sum().item() / max(tokens, 1), tokens)
+        mismatch = ((logprobs.detach() - mb.rollout_logprobs).abs() * mb.mask).sum().item() / max(tokens, 1)
         record("logprob_mismatch", mismatch, tokens)
     params = [p for p in model.parameters() if p.requires_grad]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm).item()

@@ -113,7 +113,9 @@ def test_resume_of_a_directory_without_a_run(capsys, tmp_path):
 
 def test_recipes_and_tasks_list(capsys):
     code, out, _ = run(capsys, "recipes")
-    assert code == 0 and out.startswith("grpo")
+    names = [line.split()[0] for line in out.splitlines()]
+    assert code == 0 and {"grpo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "ppo"} <= set(names)
+    assert "GRPO (Shao et al. 2024" in out
     code, out, _ = run(capsys, "tasks")
     assert "arithmetic" in out and "math" in out
 

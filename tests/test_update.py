@@ -34,7 +34,7 @@ def reference_logprobs(model, c: Completion) -> torch.Tensor:
 
 def test_head_only_logprobs_equal_a_full_forward(model):
     rows = [completion(7, 5, 0), completion(3, 9, 1), completion(12, 2, 2)]
-    (batch,) = make_micro_batches(rows, [1.0, 1.0, 1.0], size=8, pad_id=0)
+    (batch,) = make_micro_batches(rows, per_token(rows, [1.0, 1.0, 1.0]), size=8, pad_id=0)
     logprobs, entropy = completion_logprobs(model, batch, temperature=1.0, with_entropy=True)
     order = sorted(range(3), key=lambda i: len(rows[i].prompt_ids) + len(rows[i].token_ids))
     for r, i in enumerate(order):
@@ -46,7 +46,7 @@ def test_head_only_logprobs_equal_a_full_forward(model):
 
 def test_temperature_divides_the_logits(model):
     c = completion(4, 3, 5)
-    (batch,) = make_micro_batches([c], [1.0], size=1, pad_id=0)
+    (batch,) = make_micro_batches([c], per_token([c], [1.0]), size=1, pad_id=0)
     hot, _ = completion_logprobs(model, batch, temperature=0.5)
     ids = torch.tensor([c.prompt_ids + c.token_ids])
     logp = torch.log_softmax(model(input_ids=ids).logits[0] / 0.5, dim=-1)
@@ -54,12 +54,22 @@ def test_temperature_divides_the_logits(model):
     torch.testing.assert_close(hot[0], expected, rtol=1e-5, atol=1e-5)
 
 
+def per_token(rows, advantages):
+    width = max(len(c.token_ids) for c in rows)
+    return {"advantages": torch.tensor(advantages).unsqueeze(1).expand(-1, width).clone()}
+
+
+SETTINGS = LossSettings(
+    "ppo_clip", "token_mean", temperature=1.0, hparams={"clip_low": 0.2, "clip_high": 0.2, "max_tokens": 16}
+)
+
+
 def gradients_after_update(micro_batch_size: int, rows, advantages):
     model, _ = tiny_random(seed=1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: keep the gradients, change nothing
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    settings = LossSettings("ppo_clip", "token_mean", 0.2, 0.2, 0.0, "k3", 1.0)
-    batches = make_micro_batches(rows, advantages, size=micro_batch_size, pad_id=0)
+    settings = SETTINGS
+    batches = make_micro_batches(rows, per_token(rows, advantages), size=micro_batch_size, pad_id=0)
     metrics = update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
     return metrics, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
@@ -74,3 +84,32 @@ def test_micro_batching_gives_the_same_loss_and_gradients(aggregation_size):
     assert whole.keys() == split.keys()
     for name in whole:
         torch.testing.assert_close(split[name], whole[name], rtol=1e-4, atol=1e-7)
+
+
+def mean_entropy(model, batches) -> float:
+    with torch.no_grad():
+        values = [completion_logprobs(model, b, 1.0, with_entropy=True)[1] for b in batches]
+    return sum((e * b.mask).sum().item() for e, b in zip(values, batches, strict=True)) / sum(
+        b.mask.sum().item() for b in batches
+    )
+
+
+@pytest.mark.parametrize("coef", [0.0, 0.5])
+def test_entropy_bonus_alone_raises_entropy(coef):
+    """With zero advantages the policy term has no gradient: only the bonus moves the weights."""
+    model, _ = tiny_random(seed=2)
+    rows = [completion(4, 5, i) for i in range(4)]
+    batches = make_micro_batches(rows, per_token(rows, [0.0] * 4), size=4, pad_id=0)
+    for b in batches:  # the rows are random tokens: score them as if sampled from the model itself
+        with torch.no_grad():
+            b.old_logprobs = completion_logprobs(model, b, 1.0)[0]
+    optimizer = torch.optim.SGD(model.parameters(), lr=5.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    before = mean_entropy(model, batches)
+    settings = LossSettings("ppo_clip", "token_mean", 1.0, SETTINGS.hparams, entropy_coef=coef)
+    update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
+    after = mean_entropy(model, batches)
+    if coef == 0.0:
+        assert after == pytest.approx(before, abs=1e-6)
+    else:
+        assert after > before

@@ -104,20 +104,21 @@ def _rule(verifier: str | None) -> str:
 def _row(index: int, run_name: str | None, row: dict[str, Any], correct: bool) -> str:
     components = row.get("components") if isinstance(row.get("components"), dict) else {}
     parts = "<br>".join(f"{escape(str(k))} = {_num(v)}" for k, v in components.items())
-    cells = ([escape(run_name)] if run_name is not None else []) + [
-        str(row["step"]),
-        escape(str(row.get("id", ""))),
-        f'<div class="text">{escape(str(row.get("prompt", "")))}</div>',
-        f'<div class="text">{escape(str(row.get("completion", "")))}</div>',
-        escape(str(row.get("answer", ""))),
-        _num(row.get("reward")),
-        parts,
-        _num(row.get("advantage")),
-        escape(str(row.get("finish_reason", ""))),
-    ]
-    tds = "".join(f"<td>{cell}</td>" for cell in cells)
+
+    def short(html: str) -> str:  # a cell that does not wrap
+        return f'<td class="k">{html}</td>'
+
+    def text(value: Any) -> str:  # model text: wraps, scrolls when long
+        return f'<td><div class="text">{escape(str(value))}</div></td>'
+
+    cells = [short(escape(run_name))] if run_name is not None else []
+    cells += [short(str(row["step"])), short(escape(str(row.get("id", ""))))]
+    cells += [text(row.get("prompt", "")), text(row.get("completion", "")), short(escape(str(row.get("answer", ""))))]
+    cells += [short(_num(row.get("reward"))), short(parts), short(_num(row.get("advantage")))]
+    cells += [short(escape(str(row.get("finish_reason", ""))))]
     flag = "1" if correct else "0"
-    return f'<tr data-run="{index}" data-step="{row["step"]}" data-correct="{flag}" class="c{flag}">{tds}</tr>\n'
+    attributes = f'data-run="{index}" data-step="{row["step"]}" data-correct="{flag}" class="c{flag}"'
+    return f"<tr {attributes}>{''.join(cells)}</tr>\n"
 
 
 def _num(value: Any) -> str:

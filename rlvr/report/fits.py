@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 MIN_POINTS = 3
+CONSTANT = "constant series: R² undefined"
 FORMS = {"log": "y = a + b*ln(step)", "power": "y = a * step^b"}
 
 
@@ -67,6 +68,7 @@ def fit_log(steps, values, run: str = "", metric: str = "") -> Fit:
     b, a = np.polyfit(np.log(x), y, 1)
     fit = Fit(run, metric, "log", float(a), float(b), None, len(x))
     fit.r2 = r_squared(y, fit.predict(x))
+    fit.note = _notes(fit, _count_finite(steps, values) - len(x), "step <= 0")
     return fit
 
 
@@ -78,9 +80,7 @@ def fit_power(steps, values, run: str = "", metric: str = "") -> Fit:
     b, log_a = np.polyfit(np.log(x), np.log(y), 1)
     fit = Fit(run, metric, "power", float(math.exp(log_a)), float(b), None, len(x))
     fit.r2 = r_squared(y, fit.predict(x))
-    dropped = _count_finite(steps, values) - len(x)
-    if dropped:
-        fit.note = f"{dropped} point(s) with step <= 0 or y <= 0 left out"
+    fit.note = _notes(fit, _count_finite(steps, values) - len(x), "step <= 0 or y <= 0")
     return fit
 
 
@@ -95,6 +95,13 @@ def _points(steps, values, positive_y: bool) -> tuple[np.ndarray, np.ndarray]:
     if positive_y:
         keep &= y > 0
     return x[keep], y[keep]
+
+
+def _notes(fit: Fit, dropped: int, where: str) -> str:
+    notes = [CONSTANT] if fit.r2 is None else []
+    if dropped:
+        notes.append(f"{dropped} point(s) with {where} left out")
+    return "; ".join(notes)
 
 
 def _count_finite(steps, values) -> int:

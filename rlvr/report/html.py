@@ -32,6 +32,7 @@ details { margin: .4rem 0; } summary { cursor: pointer; font-weight: 600; }
 .controls input { width: 22rem; } .count { font-weight: 600; }
 .rollouts { font-size: 12px; width: 100%; } .rollouts .text { white-space: pre-wrap; word-break: break-word;
   max-height: 12rem; overflow: auto; font-family: ui-monospace, monospace; min-width: 14rem; }
+.rollouts td.k { white-space: nowrap; }
 tr.c1 td:first-child { border-left: 4px solid #2e9d4f; } tr.c0 td:first-child { border-left: 4px solid #c94a3f; }
 """
 

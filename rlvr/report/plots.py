@@ -131,6 +131,7 @@ def plot_fits(runs: list[RunData], fits: list[Fit], out_dir: Path) -> list[Plot]
 def _decorate(ax, title: str) -> None:
     ax.set_title(title, fontsize=11)
     ax.set_xlabel("step")
+    ax.ticklabel_format(axis="y", useOffset=False)  # "1e-6+1.0799e1" above the axis reads badly
     ax.grid(alpha=0.3)
     if ax.has_data():
         ax.legend(fontsize=7, loc="best")

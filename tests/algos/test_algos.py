@@ -103,25 +103,36 @@ def test_k2_k3_are_non_negative_and_k1_k3_match_the_closed_form_in_expectation()
 def test_aggregations_hand_computed():
     per_token = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
-    token_mean, _ = AGGREGATIONS.get("token_mean")(per_token, mask, batch_tokens=4, batch_sequences=2)
-    seq_mean, _ = AGGREGATIONS.get("seq_mean_token_mean")(per_token, mask, batch_tokens=4, batch_sequences=2)
-    assert token_mean.item() == pytest.approx((1 + 2 + 3 + 4) / 4)
-    assert seq_mean.item() == pytest.approx((2.0 + 4.0) / 2)
+    kwargs = dict(batch_tokens=4, batch_sequences=2, max_tokens=5)
+    values = {name: AGGREGATIONS.get(name)(per_token, mask, **kwargs)[0].item() for name in AGGREGATIONS.names()}
+    assert values["token_mean"] == pytest.approx((1 + 2 + 3 + 4) / 4)  # 10 / 4 tokens = 2.5
+    assert values["seq_mean_token_mean"] == pytest.approx((2.0 + 4.0) / 2)  # sequence means 6/3, 4/1
+    assert values["seq_mean_token_sum"] == pytest.approx((6.0 + 4.0) / 2)  # sequence sums 6, 4 -> 5
+    assert values["token_sum_norm"] == pytest.approx(10.0 / (2 * 5))  # sum 10 / (2 sequences * 5 max tokens)
 
 
-@pytest.mark.parametrize("name", ["token_mean", "seq_mean_token_mean"])
+def test_token_sum_norm_ignores_padding():
+    # the same trained tokens under more padding, or in a batch of shorter completions, keep their weight
+    fn = AGGREGATIONS.get("token_sum_norm")
+    kwargs = dict(batch_tokens=2, batch_sequences=1, max_tokens=8)
+    short, _ = fn(torch.ones(1, 2), torch.ones(1, 2), **kwargs)
+    padded, _ = fn(torch.ones(1, 6), torch.tensor([[1.0, 1, 0, 0, 0, 0]]), **kwargs)
+    assert short.item() == padded.item() == pytest.approx(2 / 8)  # 2 tokens / (1 sequence * 8)
+
+
+@pytest.mark.parametrize("name", ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "token_sum_norm"])
 def test_aggregation_over_micro_batches_sums_to_the_full_batch(name):
     torch.manual_seed(0)
     per_token = torch.randn(6, 5)
     mask = (torch.rand(6, 5) > 0.3).float()
     mask[:, 0] = 1
     fn = AGGREGATIONS.get(name)
-    kwargs = dict(batch_tokens=mask.sum().item(), batch_sequences=6)
+    kwargs = dict(batch_tokens=mask.sum().item(), batch_sequences=6, max_tokens=5)
     full, _ = fn(per_token, mask, **kwargs)
     parts = sum(fn(per_token[i : i + 2], mask[i : i + 2], **kwargs)[0] for i in range(0, 6, 2))
     torch.testing.assert_close(parts, full)
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown advantage estimator 'grpoo'. Did you mean grpo\?"):
+    with pytest.raises(ConfigError, match=r"unknown advantage estimator 'grpoo'. Did you mean grpo, .*Valid: "):
         ADVANTAGES.get("grpoo")

@@ -41,6 +41,7 @@ def test_step_zero_and_non_positive_values_are_left_out():
     steps, y = [0, 1, 2, 4, 8], [0.0, 0.0, 1.0, 2.0, 3.0]  # y = log2(step) except the eval at step 0
     log_fit = fit_log(steps, y)
     assert log_fit.n == 4 and log_fit.b == pytest.approx(1 / math.log(2))
+    assert log_fit.note == "1 point(s) with step <= 0 left out"
     power_fit = fit_power(steps, y)
     assert power_fit.n == 3 and "2 point(s)" in power_fit.note
     assert fit_power([1, 2, 3, 4], [0.0, 0.0, 0.5, 0.0]).note.startswith("skipped: 1 point(s)")
@@ -49,3 +50,4 @@ def test_step_zero_and_non_positive_values_are_left_out():
 def test_constant_series_has_no_r2():
     fit = fit_log(STEPS, [0.5] * len(STEPS))
     assert fit.b == pytest.approx(0, abs=1e-12) and fit.r2 is None
+    assert fit.note == "constant series: R² undefined"

@@ -2,10 +2,11 @@
 
 import argparse
 import json
+import sys
 
 import pytest
 
-from rlvr.errors import DataError
+from rlvr.errors import DataError, RlvrError
 from rlvr.report import build_report
 from rlvr.report.cli import add_report_command
 from rlvr.report.load import load_run, load_runs
@@ -109,6 +110,12 @@ def test_summary_and_fits_of_a_finished_run(make_run, tmp_path):
     assert fits["train/accuracy", "log"]["r2"] == pytest.approx(1)
     assert fits["train/kl", "log"]["note"] == "not logged by this run"
     assert (tmp_path / "out" / "fit_train_accuracy.png").is_file()
+
+
+def test_missing_matplotlib_names_the_extra(make_run, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)  # import fails
+    with pytest.raises(RlvrError, match=r"^rlvr report needs matplotlib: pip install 'rlvr\[report\]'$"):
+        build_report([make_run("r")])
 
 
 def test_report_of_a_real_tiny_run(tiny_config, tmp_path):

@@ -39,7 +39,9 @@ def test_sampled_logprobs_equal_a_teacher_forced_forward(engine, examples, tempe
     completions = [c for group in groups for c in group]
     assert all(len(c.logprobs) == len(c.token_ids) == len(c.loss_mask) for c in completions)
     assert all(c.loss_mask == [1] * len(c.token_ids) for c in completions)
-    batches = make_micro_batches(completions, [0.0] * len(completions), size=64, pad_id=engine.tokenizer.pad_token_id)
+    width = max(len(c.token_ids) for c in completions)
+    zeros = {"advantages": torch.zeros(len(completions), width)}
+    batches = make_micro_batches(completions, zeros, size=64, pad_id=engine.tokenizer.pad_token_id)
     with torch.no_grad():
         recomputed, _ = completion_logprobs(engine.model, batches[0], temperature=temperature)
     torch.testing.assert_close(batches[0].old_logprobs, recomputed * batches[0].mask, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,129 @@
+"""A step's training batch: sampled groups -> shaped rewards -> per-token advantages.
+
+The stages between rollout and update that the papers change: dynamic sampling (DAPO: keep
+only groups whose rewards disagree, sampling more prompts in bounded extra rounds), reward
+shaping (DAPO's soft overlong penalty, KL subtracted from the reward), and the advantage
+estimator (a group estimator from rlvr.algos, or GAE with a learned critic).
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from rlvr.algos import ADVANTAGES
+from rlvr.algos.shaping import overlong_penalty
+from rlvr.config import RunConfig
+from rlvr.registry import call_with
+from rlvr.rewards import score
+from rlvr.rollout import SamplingParams
+from rlvr.types import Completion
+from rlvr.update import MicroBatch, completion_logprobs
+
+
+@dataclass
+class StepBatch:
+    kept: list[Completion]  # completions trained on, G per prompt, grouped by prompt
+    rewards: torch.Tensor  # [len(kept)] shaped total reward
+    sampled: list[Completion]  # every completion sampled this step (metrics)
+    sampled_rewards: list[float]  # [len(sampled)] shaped totals
+    components: dict[str, list[float]]  # name -> [len(sampled)] unweighted reward components
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def collect(cfg: RunConfig, engine, sampler, train_set, verifier: str, sampling: SamplingParams) -> StepBatch:
+    """Roll out ``prompts_per_step`` groups; with dynamic sampling, replace groups whose rewards all
+    agree (they carry no gradient) by fresh prompts, for at most ``max_sampling_rounds`` rounds."""
+    group = cfg.rollout.group_size
+    specs = [(spec.name, spec.weight) for spec in cfg.rewards]
+    kept: list[Completion] = []
+    kept_rewards: list[float] = []
+    sampled: list[Completion] = []
+    sampled_rewards: list[float] = []
+    components: dict[str, list[float]] = {}
+    rounds = dropped = 0
+    rollout_time = reward_time = 0.0
+    while len(kept) < cfg.rollout.prompts_per_step * group and rounds < cfg.rollout.max_sampling_rounds:
+        rounds += 1
+        started = time.perf_counter()
+        wanted = cfg.rollout.prompts_per_step - len(kept) // group
+        examples = [train_set[i] for i in sampler.next(wanted)]
+        completions = [c for g in engine.generate(examples, group, sampling) for c in g]
+        rolled = time.perf_counter()
+        totals, parts = score([c.text for c in completions], [c.example for c in completions], specs)
+        if verifier not in parts:  # accuracy is logged even when the verifier is not a reward
+            _, extra = score([c.text for c in completions], [c.example for c in completions], [(verifier, 0.0)])
+            parts[verifier] = extra[verifier]
+        if cfg.algo.overlong_cache_tokens:
+            penalty = overlong_penalty(
+                torch.tensor([float(len(c.token_ids)) for c in completions]),
+                max_tokens=cfg.rollout.max_new_tokens,
+                cache_tokens=cfg.algo.overlong_cache_tokens,
+            ).tolist()
+            parts["overlong"] = penalty
+            totals = [t + p for t, p in zip(totals, penalty, strict=True)]
+        reward_time += time.perf_counter() - rolled
+        rollout_time += rolled - started
+        for name, values in parts.items():
+            components.setdefault(name, []).extend(values)
+        sampled += completions
+        sampled_rewards += totals
+        for start in range(0, len(completions), group):
+            values = totals[start : start + group]
+            if cfg.rollout.dynamic_sampling and max(values) - min(values) < 1e-9:
+                dropped += 1
+                continue
+            kept += completions[start : start + group]
+            kept_rewards += values
+        if not cfg.rollout.dynamic_sampling:
+            break
+    metrics = {"time/rollout": rollout_time, "time/reward": reward_time}
+    if cfg.rollout.dynamic_sampling:
+        metrics |= {"sampling/rounds": float(rounds), "sampling/dropped_groups": float(dropped)}
+        metrics["sampling/kept_groups"] = float(len(kept) // group)
+    return StepBatch(kept, torch.tensor(kept_rewards), sampled, sampled_rewards, components, metrics)
+
+
+def token_width(completions: list[Completion]) -> int:
+    return max((len(c.token_ids) for c in completions), default=1) or 1
+
+
+@torch.no_grad()
+def reference_kl(ref_model, micro_batches: list[MicroBatch], count: int, width: int, estimator, temperature: float):
+    """Per-token KL(rollout policy || reference) [count, width], rows in completion order."""
+    device = next(ref_model.parameters()).device
+    out = torch.zeros(count, width)
+    for mb in micro_batches:
+        mb = mb.to(device)
+        ref_logprobs, _ = completion_logprobs(ref_model, mb, temperature)
+        kl, _ = estimator(mb.rollout_logprobs, ref_logprobs)
+        out[mb.index.cpu(), : kl.shape[1]] = (kl * mb.mask).float().cpu()
+    return out
+
+
+def group_advantages(
+    cfg: RunConfig, rewards: torch.Tensor, width: int, lengths: list[int]
+) -> tuple[torch.Tensor, dict]:
+    """The configured group estimator on [B, G] rewards, broadcast over each completion's tokens."""
+    estimator = ADVANTAGES.get(cfg.algo.advantage)
+    grouped = rewards.view(-1, cfg.rollout.group_size)
+    advantages, metrics = call_with(estimator, grouped, **estimator_hparams(cfg))
+    per_token = advantages.flatten().unsqueeze(1).expand(-1, width).clone()
+    for i, length in enumerate(lengths):
+        per_token[i, length:] = 0.0
+    return per_token, metrics
+
+
+def estimator_hparams(cfg: RunConfig) -> dict:
+    """Every hyper-parameter a registered algorithm function may declare, by its keyword name."""
+    a = cfg.algo
+    return {
+        "eps": a.std_eps,
+        "pass_k": a.pass_k,
+        "clip_low": a.clip_low,
+        "clip_high": a.clip_high,
+        "dual_clip_c": a.dual_clip_c,
+        "cispo_clip_low": a.cispo_clip_low,
+        "cispo_clip_high": a.cispo_clip_high,
+        "max_tokens": cfg.rollout.max_new_tokens,
+    }

@@ -1,0 +1,77 @@
+"""A learned value model for PPO with GAE (``algo.advantage: gae``, ``critic.model``).
+
+The critic is a transformer body with a scalar head, trained by its own optimizer on PPO's
+clipped value loss. V(s_t) is read at the same positions whose logits predict completion
+token t (the state before emitting it). The outcome reward sits on the last completion token;
+with ``algo.kl_in_reward`` each token also carries -kl_coef x KL_t (the classic RLHF form).
+"""
+
+import torch
+from torch import nn
+
+from rlvr.algos.critic import value_loss
+from rlvr.models import load_model
+from rlvr.update import MicroBatch
+
+
+class ValueModel(nn.Module):
+    def __init__(self, body: nn.Module, hidden_size: int) -> None:
+        super().__init__()
+        self.body = body
+        self.head = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.head.weight)  # start at V = 0: early advantages are the raw returns
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, batch: MicroBatch) -> torch.Tensor:
+        hidden = self.body(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        picked = hidden.gather(1, batch.positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # [n, T, H]
+        return self.head(picked.float()).squeeze(-1) * batch.mask  # [n, T]
+
+
+def build_critic(name: str, policy_name: str, dtype: str, seed: int, device: torch.device) -> ValueModel:
+    """``name`` "policy" starts the critic's body from the policy's starting weights."""
+    model, _ = load_model(policy_name if name == "policy" else name, dtype, seed=seed)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return ValueModel(base.get_decoder(), base.config.hidden_size).to(device)
+
+
+@torch.no_grad()
+def values_for(critic: ValueModel, micro_batches: list[MicroBatch], count: int, width: int) -> torch.Tensor:
+    """V for every completion token, rows in the original completion order: [count, width]."""
+    device = next(critic.parameters()).device
+    out = torch.zeros(count, width)
+    for mb in micro_batches:
+        values = critic(mb.to(device)).float().cpu()
+        out[mb.index, : values.shape[1]] = values
+    return out
+
+
+def token_rewards(rewards: list[float], lengths: list[int], width: int, kl: torch.Tensor | None, kl_coef: float):
+    """[N, width]: each outcome reward on its completion's last token, minus kl_coef x KL_t if given."""
+    out = torch.zeros(len(rewards), width)
+    for i, (reward, length) in enumerate(zip(rewards, lengths, strict=True)):
+        if length:
+            out[i, length - 1] = reward
+    if kl is not None:
+        out = out - kl_coef * kl[:, :width]
+    return out
+
+
+def critic_update(
+    critic: ValueModel, optimizer, micro_batches: list[MicroBatch], *, value_clip: float, max_grad_norm: float
+) -> dict[str, float]:
+    """One optimizer step on the clipped value loss, token-mean over the batch."""
+    device = next(critic.parameters()).device
+    tokens = float(sum(mb.mask.sum().item() for mb in micro_batches))
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for mb in micro_batches:
+        mb = mb.to(device)
+        values = critic(mb)
+        per_token, _ = value_loss(values, mb.old_values, mb.returns, mb.mask, value_clip=value_clip)
+        loss = (per_token * mb.mask).sum() / max(tokens, 1.0)
+        loss.backward()
+        total += loss.item()
+    grad_norm = torch.nn.utils.clip_grad_norm_(critic.parameters(), max_grad_norm).item()
+    optimizer.step()
+    return {"critic/loss": total, "critic/grad_norm": grad_norm}
