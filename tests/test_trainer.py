@@ -100,3 +100,20 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_checkpoints(tiny_config, 
     with pytest.raises(TrainingError, match=r"^step 2: the loss is nan \(non-finite\); no update was applied$"):
         train(config, run_dir, resume=True)
     assert [p.name for p in list_checkpoints(run_dir)] == ["step-000001"]
+
+
+def test_rollouts_do_not_depend_on_rng_drawn_while_loading_models(tiny_config, tmp_path, monkeypatch):
+    """Converting the embedded model on a cold cache draws random numbers; runs must not care."""
+    config = tiny_config("train.steps=2", "checkpoint.export_final=false", "log.samples_every=1")
+    warm = train(config, tmp_path / "warm")
+    import rlvr.trainer
+
+    real_load = rlvr.trainer.load_model
+
+    def load_drawing_random_numbers(*args, **kwargs):
+        torch.rand(1000)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(rlvr.trainer, "load_model", load_drawing_random_numbers)
+    cold = train(config, tmp_path / "cold")
+    assert (warm / "samples.jsonl").read_text() == (cold / "samples.jsonl").read_text()
