@@ -14,6 +14,7 @@ import torch
 from rlvr.algos import ADVANTAGES
 from rlvr.algos.shaping import overlong_penalty
 from rlvr.config import RunConfig
+from rlvr.errors import TrainingError
 from rlvr.registry import call_with
 from rlvr.rewards import score
 from rlvr.rollout import SamplingParams
@@ -107,7 +108,10 @@ def group_advantages(
     """The configured group estimator on [B, G] rewards, broadcast over each completion's tokens."""
     estimator = ADVANTAGES.get(cfg.algo.advantage)
     grouped = rewards.view(-1, cfg.rollout.group_size)
-    advantages, metrics = call_with(estimator, grouped, **estimator_hparams(cfg))
+    try:
+        advantages, metrics = call_with(estimator, grouped, **estimator_hparams(cfg))
+    except ValueError as err:  # e.g. a binary-reward estimator given a non-binary reward
+        raise TrainingError(f"algo.advantage={cfg.algo.advantage}: {err}") from None
     per_token = advantages.flatten().unsqueeze(1).expand(-1, width).clone()
     for i, length in enumerate(lengths):
         per_token[i, length:] = 0.0

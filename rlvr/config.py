@@ -166,6 +166,13 @@ class RunConfig(Section):
             raise ValueError(f"critic.model is set but algo.advantage={algo.advantage} does not use a value model")
         if algo.advantage == "pass_k" and algo.pass_k > self.rollout.group_size:
             raise ValueError(f"algo.pass_k={algo.pass_k} exceeds rollout.group_size={self.rollout.group_size}")
+        if algo.advantage in ("pass_k", "bnpo"):
+            shaped = [f"{r.name} x {r.weight:g}" for r in self.rewards]
+            if len(self.rewards) != 1 or self.rewards[0].weight != 1.0 or algo.overlong_cache_tokens:
+                raise ValueError(
+                    f"algo.advantage={algo.advantage} needs 0/1 rewards: one reward with weight 1 and no "
+                    f"overlong shaping (got {' + '.join(shaped)})"
+                )
         if algo.kl_target is not None and algo.kl_coef == 0:
             raise ValueError("algo.kl_target adapts algo.kl_coef, which is 0: set an initial algo.kl_coef > 0")
         if algo.entropy_target is not None and algo.entropy_coef == 0:

@@ -88,6 +88,7 @@ def test_truncated_importance_sampling_logs_weights(tiny_config, tmp_path):
         (["algo.dual_clip_c=0.5"], r"algo.dual_clip_c=0.5: Input should be greater than 1"),
         (["algo.advantage=pass_k", "algo.pass_k=9"], r"algo.pass_k=9 exceeds rollout.group_size=8"),
         (["algo.kl_target=0.1"], r"algo.kl_target adapts algo.kl_coef, which is 0"),
+        (["algo.advantage=bnpo"], r"algo.advantage=bnpo needs 0/1 rewards: .*\(got math x 1 \+ boxed_format x 0.2\)"),
         (["algo.entropy_target=1.0"], r"algo.entropy_target adapts algo.entropy_coef"),
         (["algo.overlong_cache_tokens=48"], r"algo.overlong_cache_tokens=48 must be below rollout.max_new_tokens=48"),
         (
@@ -101,3 +102,20 @@ def test_truncated_importance_sampling_logs_weights(tiny_config, tmp_path):
 def test_wrong_combinations_are_refused_at_load(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides)
+
+
+@pytest.mark.parametrize("advantage", ["pass_k", "bnpo"])
+def test_binary_estimators_train_on_a_binary_reward(advantage, tiny_config, tmp_path):
+    run_dir = train(tiny_config(*QUICK, f"algo.advantage={advantage}", "algo.pass_k=2"), tmp_path / "run")
+    assert len(train_rows(run_dir)) == 2
+
+
+def test_a_non_binary_custom_reward_under_pass_k_is_one_line(tiny_config, tmp_path):
+    from rlvr.errors import TrainingError
+    from rlvr.rewards import REWARDS
+
+    if "half" not in REWARDS:
+        REWARDS.register("half")(lambda completion, example: 0.5)
+    config = tiny_config(*QUICK, "algo.advantage=pass_k", "rewards=[{name: half}]")
+    with pytest.raises(TrainingError, match=r"^algo.advantage=pass_k: .*binary"):
+        train(config, tmp_path / "run")
