@@ -81,7 +81,8 @@ class AlgoConfig(Section):
     kl_horizon: int = Field(10_000, ge=1)
     entropy_coef: float = Field(0.0, ge=0)  # entropy bonus in the loss
     entropy_target: float | None = Field(None, gt=0)  # adapt entropy_coef to hold entropy here
-    entropy_rate: float = Field(1e-3, gt=0)
+    entropy_rate: float = Field(1e-3, gt=0)  # proportional controller's gain
+    entropy_controller: Literal["proportional", "skywork"] = "proportional"  # skywork: fixed steps, bonus below target
     overlong_cache_tokens: int = Field(0, ge=0)  # DAPO soft overlong penalty over the last N tokens; 0: off
     tis_cap: float | None = Field(None, gt=0)  # truncated importance sampling of trainer vs rollout log-probs
 

@@ -17,7 +17,7 @@ import torch
 from rlvr import checkpoint as ckpt
 from rlvr.algos import KL_ESTIMATORS
 from rlvr.algos.critic import gae
-from rlvr.algos.entropy import entropy_coef_update
+from rlvr.algos.entropy import entropy_coef_update, skywork_entropy_coef_update
 from rlvr.algos.kl import adaptive_kl_coef
 from rlvr.batch import collect, estimator_hparams, group_advantages, reference_kl, token_width
 from rlvr.config import RunConfig, to_yaml
@@ -54,7 +54,8 @@ class Run:
     critic: torch.nn.Module | None = None  # value model, for algo.advantage: gae
     critic_optimizer: torch.optim.Optimizer | None = None
     kl_coef: float = 0.0  # current coefficients: adaptive ones move during training
-    entropy_coef: float = 0.0
+    entropy_coef: float = 0.0  # the bonus the loss applies
+    entropy_state: float = 0.0  # the entropy controller's carried coefficient
     step: int = 0
 
 
@@ -218,9 +219,15 @@ def adapt_coefficients(run: Run, metrics: dict[str, float], batch_size: int) -> 
             run.kl_coef, metrics["train/kl"], target=algo.kl_target, horizon=algo.kl_horizon, batch_size=batch_size
         )
     if algo.entropy_target is not None and "train/entropy" in metrics:
-        run.entropy_coef = entropy_coef_update(
-            run.entropy_coef, metrics["train/entropy"], target=algo.entropy_target, rate=algo.entropy_rate
-        )
+        observed = metrics["train/entropy"]
+        if algo.entropy_controller == "skywork":
+            run.entropy_state, run.entropy_coef = skywork_entropy_coef_update(
+                run.entropy_state, observed, target=algo.entropy_target
+            )
+        else:
+            run.entropy_state = run.entropy_coef = entropy_coef_update(
+                run.entropy_state, observed, target=algo.entropy_target, rate=algo.entropy_rate
+            )
 
 
 def length_metrics(completions: list[Completion]) -> dict[str, float]:
@@ -294,7 +301,7 @@ def save(run: Run) -> None:
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "sampler": run.sampler.state_dict(),
-        "coefficients": {"kl": run.kl_coef, "entropy": run.entropy_coef},
+        "coefficients": {"kl": run.kl_coef, "entropy": run.entropy_coef, "entropy_state": run.entropy_state},
     }
     if run.critic is not None:
         state["critic"] = {k: v.cpu() for k, v in run.critic.state_dict().items()}
@@ -352,7 +359,8 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     sampler = ShuffledSampler(len(train_set), config.train.seed)
     run = Run(
         config, run_dir, model, ref_model, tokenizer, engine, train_set, eval_set, verifier,
-        sampler, optimizer, scheduler, logger=None, kl_coef=config.algo.kl_coef, entropy_coef=config.algo.entropy_coef,
+        sampler, optimizer, scheduler, logger=None, kl_coef=config.algo.kl_coef,
+        entropy_coef=config.algo.entropy_coef, entropy_state=config.algo.entropy_coef,
     )  # fmt: skip
     if critic is not None:
         run.critic = critic
@@ -370,7 +378,8 @@ def restore(run: Run, checkpoint: Path) -> None:
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.sampler.load_state_dict(state["sampler"])
-    run.kl_coef, run.entropy_coef = state["coefficients"]["kl"], state["coefficients"]["entropy"]
+    coefficients = state["coefficients"]
+    run.kl_coef, run.entropy_coef, run.entropy_state = (coefficients[k] for k in ("kl", "entropy", "entropy_state"))
     if run.critic is not None:
         run.critic.load_state_dict(state["critic"])
         run.critic_optimizer.load_state_dict(state["critic_optimizer"])

@@ -119,3 +119,13 @@ def test_a_non_binary_custom_reward_under_pass_k_is_one_line(tiny_config, tmp_pa
     config = tiny_config(*QUICK, "algo.advantage=pass_k", "rewards=[{name: half}]")
     with pytest.raises(TrainingError, match=r"^algo.advantage=pass_k: .*binary"):
         train(config, tmp_path / "run")
+
+
+def test_skywork_entropy_controller_steps_by_delta_and_applies_below_target(tiny_config, tmp_path):
+    common = (*QUICK, "train.steps=3", "algo.entropy_controller=skywork", "algo.entropy_coef=0.001")
+    below = train_rows(train(tiny_config(*common, "algo.entropy_target=20.0"), tmp_path / "below"))
+    # tiny-random's entropy (~10.8) is below 20: the coefficient rises by 1e-4 a step and is applied
+    assert [r["train/entropy_coef"] for r in below] == pytest.approx([0.001, 0.0011, 0.0012])
+    above = train_rows(train(tiny_config(*common, "algo.entropy_target=1.0"), tmp_path / "above"))
+    # above the target: no bonus is applied from the next step on
+    assert [r["train/entropy_coef"] for r in above] == pytest.approx([0.001, 0.0, 0.0])
