@@ -8,16 +8,15 @@ at any moment leaves either the previous checkpoints or the new one complete, ne
 one. Only complete folders are ever read back.
 """
 
-import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from rlvr.atomic import atomic_folder
 from rlvr.errors import TrainingError
 
 PREFIX = "step-"
@@ -45,21 +44,10 @@ def save_checkpoint(run_dir: Path, step: int, model, state: dict[str, Any], conf
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     target = root / f"{PREFIX}{step:06d}"
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
-    try:
-        tensors = trainable_state(model)
-        save_file(tensors, str(tmp / "model.safetensors"))
-        state = {**state, "step": step, "rng": rng_state()}
-        torch.save(state, tmp / "state.pt")
+    with atomic_folder(target, fsync=True) as tmp:
+        save_file(trainable_state(model), str(tmp / "model.safetensors"))
+        torch.save({**state, "step": step, "rng": rng_state()}, tmp / "state.pt")
         (tmp / "config.yaml").write_text(config_yaml)
-        for path in tmp.iterdir():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
@@ -134,14 +122,7 @@ def export_hf(model, tokenizer, target: Path) -> Path:
         import copy
 
         base = copy.deepcopy(model).merge_and_unload()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
+    with atomic_folder(target) as tmp:
         base.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -13,13 +13,12 @@
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from platformdirs import user_cache_dir
 
+from rlvr.atomic import atomic_folder
 from rlvr.errors import ModelError
 
 EMBEDDED = "smollm2-135m-instruct"
@@ -105,7 +104,9 @@ def embedded_model_dir() -> Path:
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict())
     plain.generation_config = loaded.generation_config
-    _save_atomically(target, lambda tmp: (plain.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    with atomic_folder(target) as tmp:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return target
 
 
@@ -120,7 +121,8 @@ def smollm2_tokenizer_dir() -> Path:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf_package_dir(), gguf_file=GGUF_FILE)
-    _save_atomically(target, tokenizer.save_pretrained)
+    with atomic_folder(target) as tmp:
+        tokenizer.save_pretrained(tmp)
     return target
 
 
@@ -158,16 +160,3 @@ def add_lora(model, rank: int, alpha: float, dropout: float, target_modules: lis
         raise ModelError(f"model.lora_target_modules {target_modules} match no module of the model")
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
     return get_peft_model(model, config)
-
-
-def _save_atomically(target: Path, write) -> None:
-    """Write into a temporary sibling folder, then rename: a crash never leaves half a model."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
-        write(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,32 @@
+"""Write a folder so that readers see all of it or none of it."""
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_folder(target: Path, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``target`` to fill; on success it replaces ``target`` by a rename.
+
+    A crash or an exception at any point leaves the previous ``target`` (or none) and removes the
+    temporary folder: never half a model or half a checkpoint. With ``fsync`` the files are
+    flushed to disk before the rename. Limits: replacing an existing ``target`` is a delete then a
+    rename, so a crash between the two leaves no ``target`` (the previous checkpoint still exists).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{target.name}-"))
+    try:
+        yield tmp
+        if fsync:
+            for path in tmp.iterdir():
+                with path.open("rb") as handle:
+                    os.fsync(handle.fileno())
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
