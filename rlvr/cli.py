@@ -183,6 +183,7 @@ def cmd_sweep(args) -> int:
 
     from rich.console import Console
 
+    from rlvr.config import load_config
     from rlvr.sweep import sweep
 
     recipes = [r for r in args.recipes if "=" not in r]
@@ -190,8 +191,6 @@ def cmd_sweep(args) -> int:
     out = Path(args.out or f"runs/sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     console = Console(stderr=True)
     for recipe in recipes:  # fail on a typo before hours of training, not after
-        from rlvr.config import load_config
-
         load_config(recipe, overrides)
     sweep(recipes, overrides, out, console)
     print((out / "sweep.md").read_text())
