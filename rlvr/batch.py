@@ -19,7 +19,7 @@ from rlvr.registry import call_with
 from rlvr.rewards import score
 from rlvr.rollout import SamplingParams
 from rlvr.types import Completion
-from rlvr.update import MicroBatch, completion_logprobs
+from rlvr.update import MicroBatch, completion_logprobs, per_row
 
 
 @dataclass
@@ -89,17 +89,13 @@ def token_width(completions: list[Completion]) -> int:
     return max((len(c.token_ids) for c in completions), default=1) or 1
 
 
-@torch.no_grad()
 def reference_kl(ref_model, micro_batches: list[MicroBatch], count: int, width: int, estimator, temperature: float):
     """Per-token KL(rollout policy || reference) [count, width], rows in completion order."""
-    device = next(ref_model.parameters()).device
-    out = torch.zeros(count, width)
-    for mb in micro_batches:
-        mb = mb.to(device)
-        ref_logprobs, _ = completion_logprobs(ref_model, mb, temperature)
-        kl, _ = estimator(mb.rollout_logprobs, ref_logprobs)
-        out[mb.index.cpu(), : kl.shape[1]] = (kl * mb.mask).float().cpu()
-    return out
+
+    def kl(mb: MicroBatch) -> torch.Tensor:
+        return estimator(mb.rollout_logprobs, completion_logprobs(ref_model, mb, temperature)[0])[0]
+
+    return per_row(micro_batches, count, width, next(ref_model.parameters()).device, kl)
 
 
 def group_advantages(

@@ -11,7 +11,7 @@ from torch import nn
 
 from rlvr.algos.critic import value_loss
 from rlvr.models import load_model
-from rlvr.update import MicroBatch
+from rlvr.update import MicroBatch, per_row
 
 
 class ValueModel(nn.Module):
@@ -35,15 +35,9 @@ def build_critic(name: str, policy_name: str, dtype: str, seed: int, device: tor
     return ValueModel(base.get_decoder(), base.config.hidden_size).to(device)
 
 
-@torch.no_grad()
 def values_for(critic: ValueModel, micro_batches: list[MicroBatch], count: int, width: int) -> torch.Tensor:
     """V for every completion token, rows in the original completion order: [count, width]."""
-    device = next(critic.parameters()).device
-    out = torch.zeros(count, width)
-    for mb in micro_batches:
-        values = critic(mb.to(device)).float().cpu()
-        out[mb.index, : values.shape[1]] = values
-    return out
+    return per_row(micro_batches, count, width, next(critic.parameters()).device, critic)
 
 
 def token_rewards(rewards: list[float], lengths: list[int], width: int, kl: torch.Tensor | None, kl_coef: float):

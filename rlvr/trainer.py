@@ -19,6 +19,7 @@ from rlvr.algos import KL_ESTIMATORS
 from rlvr.algos.critic import gae
 from rlvr.algos.entropy import entropy_coef_update, skywork_entropy_coef_update
 from rlvr.algos.kl import adaptive_kl_coef
+from rlvr.algos.losses import truncated_is_weights
 from rlvr.batch import collect, estimator_hparams, group_advantages, reference_kl, token_width
 from rlvr.config import RunConfig, to_yaml
 from rlvr.critic import build_critic, critic_update, token_rewards, values_for
@@ -31,7 +32,7 @@ from rlvr.rollout import SamplingParams, make_engine
 from rlvr.samplers import ShuffledSampler
 from rlvr.tasks import make_task
 from rlvr.types import Completion, Example
-from rlvr.update import LossSettings, make_micro_batches, recompute_old_logprobs, update_step
+from rlvr.update import LossSettings, completion_logprobs, make_micro_batches, per_row, update_step
 
 
 @dataclass
@@ -131,8 +132,12 @@ def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, floa
     kept, width = batch.kept, token_width(batch.kept)
     lengths = [len(c.token_ids) for c in kept]
     rewards, metrics = batch.rewards.clone(), {}
-    needs_passes = cfg.algo.kl_in_reward or run.critic is not None
+    needs_passes = cfg.algo.kl_in_reward or run.critic is not None or cfg.algo.tis_cap is not None
     micro = make_micro_batches(kept, {}, cfg.train.micro_batch_size, run.tokenizer.pad_token_id) if needs_passes else []
+    extra: dict[str, torch.Tensor] = {}
+    if cfg.algo.tis_cap is not None:  # the trainer's own old log-probs, once, before any update of the step
+        extra["old_logprobs"], tis_metrics = trainer_old_logprobs(run, micro, len(kept), width)
+        metrics |= tis_metrics
     kl = None
     if cfg.algo.kl_in_reward and run.kl_coef > 0:
         estimator = KL_ESTIMATORS.get(cfg.algo.kl_estimator)
@@ -143,7 +148,7 @@ def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, floa
             rewards = rewards - run.kl_coef * sequence_kl
     if run.critic is None:
         per_token, adv_metrics = group_advantages(cfg, rewards, width, lengths)
-        return {"advantages": per_token}, metrics | adv_metrics
+        return {"advantages": per_token, **extra}, metrics | adv_metrics
     values = values_for(run.critic, micro, len(kept), width)
     mask = torch.zeros(len(kept), width)
     for i, length in enumerate(lengths):
@@ -152,9 +157,21 @@ def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, floa
     adv, returns = gae(token_rewards_, values, mask, gamma=cfg.critic.gamma, lam=cfg.critic.lam)
     metrics |= {
         "adv/mean_abs": (adv.abs() * mask).sum().item() / mask.sum().item(),
-        "critic/value_mean": values.mean().item(),
+        "critic/value_mean": ((values * mask).sum() / mask.sum()).item(),
     }
-    return {"advantages": adv, "returns": returns, "old_values": values}, metrics
+    return {"advantages": adv, "returns": returns, "old_values": values, **extra}, metrics
+
+
+def trainer_old_logprobs(run: Run, micro, count: int, width: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """For truncated importance sampling: the trainer's log-probs [count, width] before this step's
+    updates become the old policy's; each token is then weighted by min(pi_trainer / pi_rollout, cap)."""
+    temperature = run.config.rollout.temperature
+    old = per_row(micro, count, width, next(run.model.parameters()).device,
+                  lambda mb: completion_logprobs(run.model, mb, temperature)[0])  # fmt: skip
+    rollout = per_row(micro, count, width, torch.device("cpu"), lambda mb: mb.rollout_logprobs)
+    mask = per_row(micro, count, width, torch.device("cpu"), lambda mb: mb.mask)
+    _, metrics = truncated_is_weights(old, rollout, mask, cap=run.config.algo.tis_cap)
+    return old, metrics
 
 
 def policy_updates(run: Run, completions: list[Completion], per_token: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -181,12 +198,7 @@ def policy_updates(run: Run, completions: list[Completion], per_token: dict[str,
             rows = order[start : start + size]
             subset = {name: values[rows] for name, values in per_token.items()}
             micro = make_micro_batches([completions[i] for i in rows], subset, cfg.train.micro_batch_size, pad_id)
-            metrics = {}
-            if epoch == 0 and start == 0 and cfg.algo.tis_cap is not None:
-                metrics |= recompute_old_logprobs(run.model, micro, cfg.rollout.temperature, cfg.algo.tis_cap)
-            elif cfg.algo.tis_cap is not None:
-                recompute_old_logprobs(run.model, micro, cfg.rollout.temperature, cfg.algo.tis_cap)
-            metrics |= update_step(
+            metrics = update_step(
                 run.model,
                 run.ref_model,
                 run.optimizer,

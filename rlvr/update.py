@@ -40,8 +40,9 @@ def make_micro_batches(
 ) -> list[MicroBatch]:
     """Bucket completions by total length into micro-batches of at most ``size`` sequences.
 
-    ``per_token`` maps "advantages" (required), "returns" and "old_values" to [N, T_max]
-    tensors whose row i belongs to ``completions[i]``.
+    ``per_token`` maps "advantages" (required), "returns", "old_values" and "old_logprobs" (the
+    trainer's own, for TIS; else the rollout's are the old policy's) to [N, T_max] tensors whose
+    row i belongs to ``completions[i]``.
     """
     order = sorted(
         range(len(completions)), key=lambda i: len(completions[i].prompt_ids) + len(completions[i].token_ids)
@@ -80,8 +81,9 @@ def _collate(completions: list[Completion], index: list[int], per_token: dict[st
         out[:, : min(steps, values.shape[1])] = values[:, :steps]
         return out * mask
 
+    old_logprobs = take("old_logprobs") if "old_logprobs" in per_token else logprobs.clone()
     return MicroBatch(
-        input_ids, attention_mask, positions, targets, mask, logprobs, logprobs.clone(),
+        input_ids, attention_mask, positions, targets, mask, old_logprobs, logprobs,
         take("advantages"), take("returns"), take("old_values"), rows_index,
     )  # fmt: skip
 
@@ -135,20 +137,16 @@ class LossSettings:
 
 
 @torch.no_grad()
-def recompute_old_logprobs(model, micro_batches: list[MicroBatch], temperature: float, tis_cap: float) -> dict:
-    """For truncated importance sampling: the trainer's own log-probs become the old policy's,
-    and each token is weighted by min(pi_trainer / pi_rollout, cap) (rlvr.algos.losses)."""
-    from rlvr.algos.losses import truncated_is_weights
-
-    device = next(model.parameters()).device
-    sums: dict[str, float] = defaultdict(float)
+def per_row(micro_batches: list[MicroBatch], count: int, width: int, device, fn) -> torch.Tensor:
+    """Run ``fn`` (micro-batch -> [n, T]) on each micro-batch without gradient and place the results
+    at the batch's rows: [count, width], rows in completion order, 0 on masked positions. The one
+    pass for reference KL, critic values and the trainer's own old log-probs."""
+    out = torch.zeros(count, width)
     for mb in micro_batches:
-        logprobs, _ = completion_logprobs(model, mb.to(device), temperature)
-        mb.old_logprobs = logprobs.cpu()
-        _, metrics = truncated_is_weights(mb.old_logprobs, mb.rollout_logprobs, mb.mask, cap=tis_cap)
-        for key, value in metrics.items():
-            sums[key] += value / len(micro_batches)
-    return dict(sums)
+        mb = mb.to(device)
+        values = (fn(mb) * mb.mask).float().cpu()
+        out[mb.index.cpu(), : values.shape[1]] = values
+    return out
 
 
 def update_step(

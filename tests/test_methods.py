@@ -129,3 +129,13 @@ def test_skywork_entropy_controller_steps_by_delta_and_applies_below_target(tiny
     above = train_rows(train(tiny_config(*common, "algo.entropy_target=1.0"), tmp_path / "above"))
     # above the target: no bonus is applied from the next step on
     assert [r["train/entropy_coef"] for r in above] == pytest.approx([0.001, 0.0, 0.0])
+
+
+def test_tis_keeps_the_old_policy_fixed_across_inner_epochs(tiny_config, tmp_path):
+    """The trainer's old log-probs are taken once, before any update of the step: the second epoch's
+    ratio is then measured against the policy that sampled, and moves away from 1."""
+    rows = train_rows(
+        train(tiny_config(*QUICK, "algo.tis_cap=2.0", "train.inner_epochs=2", "train.steps=2"), tmp_path / "r")
+    )
+    assert all(r["loss/ratio_max"] > 1.01 for r in rows)
+    assert all(0.99 < r["tis/weight_mean"] <= 1.01 for r in rows)
