@@ -17,7 +17,7 @@ from rlvr.config import RunConfig
 from rlvr.errors import TrainingError
 from rlvr.registry import call_with
 from rlvr.rewards import score
-from rlvr.rollout import SamplingParams
+from rlvr.rollout import SamplingParams, generate
 from rlvr.types import Completion
 from rlvr.update import MicroBatch, completion_logprobs, per_row
 
@@ -49,7 +49,7 @@ def collect(cfg: RunConfig, engine, sampler, train_set, verifier: str, sampling:
         started = time.perf_counter()
         wanted = cfg.rollout.prompts_per_step - len(kept) // group
         examples = [train_set[i] for i in sampler.next(wanted)]
-        completions = [c for g in engine.generate(examples, group, sampling) for c in g]
+        completions = [c for g in generate(engine, examples, group, sampling) for c in g]
         rolled = time.perf_counter()
         totals, parts = score([c.text for c in completions], [c.example for c in completions], specs)
         if verifier not in parts:  # accuracy is logged even when the verifier is not a reward

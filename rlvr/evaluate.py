@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from math import comb
 
 from rlvr.rewards import REWARDS
-from rlvr.rollout import RolloutEngine, SamplingParams
+from rlvr.rollout import RolloutEngine, SamplingParams, generate
 from rlvr.types import Example
 
 
@@ -44,7 +44,7 @@ def evaluate(
     engine: RolloutEngine, examples: list[Example], verifier: str, sampling: SamplingParams, samples: int = 1
 ) -> EvalResult:
     check = REWARDS.get(verifier)
-    groups = engine.generate(examples, samples, sampling)
+    groups = generate(engine, examples, samples, sampling)
     correct_counts, lengths, truncated, rows = [], [], [], []
     for example, group in zip(examples, groups, strict=True):
         correct = 0

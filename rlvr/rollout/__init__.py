@@ -1,14 +1,20 @@
-"""Rollout engines: turn examples into groups of sampled completions.
+"""Rollout engines: turn token prefixes (and so examples) into sampled continuations.
 
 A rollout engine is any object with these methods (a Protocol, no base class):
 
-- ``generate(examples, n, sampling) -> list[list[Completion]]``: n completions per example,
-  each with token ids, the sampling policy's log-probs, a loss mask and a finish reason;
+- ``continue_ids(prefixes, sampling) -> list[Sample]``: one sampled continuation of each token
+  prefix, with the sampling policy's log-probs and a finish reason. The primitive: single-turn
+  rollouts call it on chat prompts, multi-turn rollouts (rlvr.envs) on whole conversations so far.
 - ``update_weights(model) -> None``: make the engine sample from the trainer's new weights.
 
-The first engine drives transformers' ``generate`` on the policy module itself.
+``generate(engine, examples, n, sampling)`` turns examples into G completions each.
+
+Engines: ``hf`` drives transformers' ``generate``; ``fast`` (rlvr.rollout.fast) is rlvr's own
+decode loop with a KV cache: each distinct prefix is prefilled once and shared by its rows, and
+finished rows leave the batch.
 """
 
+import functools
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,15 +30,94 @@ class SamplingParams:
     return_logprobs: bool = True
 
 
+@dataclass
+class Sample:
+    """One sampled continuation of one token prefix."""
+
+    token_ids: list[int]  # [T] generated ids, eos / the token completing a stop string included
+    logprobs: list[float]  # [T] log-prob of each token under the tempered sampling policy
+    finish_reason: str  # "stop" (eos or stop string) | "length"
+    text: str  # decoded, special tokens skipped, cut after the first stop string
+
+
 class RolloutEngine(Protocol):
-    def generate(self, examples: list[Example], n: int, sampling: SamplingParams) -> list[list[Completion]]: ...
+    tokenizer: object
+
+    def continue_ids(self, prefixes: list[list[int]], sampling: SamplingParams) -> list[Sample]: ...
 
     def update_weights(self, model) -> None: ...
 
 
-def make_engine(name: str, model, tokenizer, batch_size: int) -> RolloutEngine:
-    from rlvr.rollout.hf import HFGenerateEngine
+def chat_prompt_ids(tokenizer, example: Example) -> list[int]:
+    """Token ids of an example's prompt with the chat template and the assistant header."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(example.prompt, tokenize=False, add_generation_prompt=True)
+    else:
+        text = "\n\n".join(m["content"] for m in example.prompt) + "\n"
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
+
+def prompt_ids(tokenizer, example: Example) -> list[int]:
+    """``chat_prompt_ids``, cached: tokenizing is a visible cost per step at small models."""
+    key = tuple(tuple(sorted(m.items())) for m in example.prompt)
+    return list(_cached_prompt_ids(tokenizer, key))
+
+
+@functools.lru_cache(maxsize=65536)
+def _cached_prompt_ids(tokenizer, key: tuple) -> tuple[int, ...]:
+    return tuple(chat_prompt_ids(tokenizer, Example(id="", prompt=[dict(m) for m in key], answer="")))
+
+
+def generate(engine: RolloutEngine, examples: list[Example], n: int, sampling: SamplingParams) -> list[list[Completion]]:
+    """n single-turn completions per example: [len(examples)][n], in example order."""
+    prompts = [prompt_ids(engine.tokenizer, e) for e in examples]
+    samples = engine.continue_ids([p for p in prompts for _ in range(n)], sampling)
+    groups: list[list[Completion]] = [[] for _ in examples]
+    for k, sample in enumerate(samples):
+        i = k // n
+        groups[i].append(
+            Completion(
+                example=examples[i],
+                text=sample.text,
+                prompt_ids=prompts[i],
+                token_ids=sample.token_ids,
+                logprobs=sample.logprobs,
+                loss_mask=[1] * len(sample.token_ids),
+                finish_reason=sample.finish_reason,
+            )
+        )
+    return groups
+
+
+def trim_at_stop(tokenizer, ids: list[int], stop: list[str]) -> tuple[list[int], str]:
+    """Cut after the first eos (kept, so the model learns to stop) or after the first token whose
+    text completes a stop string, whichever comes first; the finish reason is "stop" or "length".
+
+    A stop string may end inside a token (" " in " fourteenth"), so decoded text is checked,
+    not token ids.
+    """
+    eos = tokenizer.eos_token_id
+    end = ids.index(eos) + 1 if eos in ids else None
+    if stop:
+        for k in range(len(ids) if end is None else end - 1):
+            text = tokenizer.decode(ids[: k + 1], skip_special_tokens=True)
+            if any(s in text for s in stop):
+                return ids[: k + 1], "stop"
+    return (ids[:end], "stop") if end is not None else (ids, "length")
+
+
+def cut_at_stop(text: str, stop: list[str]) -> str:
+    cuts = [text.index(s) + len(s) for s in stop if s in text]
+    return text[: min(cuts)] if cuts else text
+
+
+def make_engine(name: str, model, tokenizer, batch_size: int) -> RolloutEngine:
     if name == "hf":
+        from rlvr.rollout.hf import HFGenerateEngine
+
         return HFGenerateEngine(model, tokenizer, batch_size=batch_size)
+    if name == "fast":
+        from rlvr.rollout.fast import FastEngine
+
+        return FastEngine(model, tokenizer, batch_size=batch_size)
     raise ValueError(f"unknown rollout engine {name!r}")

@@ -14,17 +14,7 @@ Finished rows keep decoding padding until the whole batch stops.
 
 import torch
 
-from rlvr.rollout import SamplingParams
-from rlvr.types import Completion, Example
-
-
-def chat_prompt_ids(tokenizer, example: Example) -> list[int]:
-    """Token ids of an example's prompt with the chat template and the assistant header."""
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(example.prompt, tokenize=False, add_generation_prompt=True)
-    else:
-        text = "\n\n".join(m["content"] for m in example.prompt) + "\n"
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+from rlvr.rollout import Sample, SamplingParams, cut_at_stop, trim_at_stop
 
 
 class HFGenerateEngine:
@@ -34,37 +24,24 @@ class HFGenerateEngine:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self._prompt_cache: dict[str, list[int]] = {}
 
     def update_weights(self, model) -> None:
         self.model = model
 
-    def prompt_ids(self, example: Example) -> list[int]:
-        key = repr(example.prompt)
-        if key not in self._prompt_cache:
-            self._prompt_cache[key] = chat_prompt_ids(self.tokenizer, example)
-        return self._prompt_cache[key]
-
     @torch.no_grad()
-    def generate(self, examples: list[Example], n: int, sampling: SamplingParams) -> list[list[Completion]]:
-        jobs = [(i, example) for i, example in enumerate(examples) for _ in range(n)]
-        results: list[list[Completion]] = [[] for _ in examples]
+    def continue_ids(self, prefixes: list[list[int]], sampling: SamplingParams) -> list[Sample]:
+        samples: list[Sample] = []
         was_training = self.model.training
         self.model.eval()
         try:
-            for start in range(0, len(jobs), self.batch_size):
-                chunk = jobs[start : start + self.batch_size]
-                for (i, _), completion in zip(
-                    chunk, self._generate_batch([e for _, e in chunk], sampling), strict=True
-                ):
-                    results[i].append(completion)
+            for start in range(0, len(prefixes), self.batch_size):
+                samples += self._generate_batch(prefixes[start : start + self.batch_size], sampling)
         finally:
             self.model.train(was_training)
-        return results
+        return samples
 
-    def _generate_batch(self, examples: list[Example], sampling: SamplingParams) -> list[Completion]:
+    def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Sample]:
         tokenizer = self.tokenizer
-        prompts = [self.prompt_ids(e) for e in examples]
         width = max(len(p) for p in prompts)
         pad_id = tokenizer.pad_token_id
         input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
@@ -91,22 +68,13 @@ class HFGenerateEngine:
         )
         new_tokens = out.sequences[:, width:].cpu()  # [B, steps]
         logprobs = self._token_logprobs(out.logits, new_tokens, sampling) if sampling.return_logprobs else None
-        completions = []
-        for row, example in enumerate(examples):
-            ids, reason = self._trim(new_tokens[row].tolist(), sampling)
-            text = tokenizer.decode(ids, skip_special_tokens=True)
-            completions.append(
-                Completion(
-                    example=example,
-                    text=_cut_at_stop(text, sampling.stop),
-                    prompt_ids=prompts[row],
-                    token_ids=ids,
-                    logprobs=logprobs[row, : len(ids)].tolist() if logprobs is not None else [0.0] * len(ids),
-                    loss_mask=[1] * len(ids),
-                    finish_reason=reason,
-                )
-            )
-        return completions
+        samples = []
+        for row in range(len(prompts)):
+            ids, reason = trim_at_stop(tokenizer, new_tokens[row].tolist(), sampling.stop)
+            text = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), sampling.stop)
+            row_logprobs = logprobs[row, : len(ids)].tolist() if logprobs is not None else [0.0] * len(ids)
+            samples.append(Sample(ids, row_logprobs, reason, text))
+        return samples
 
     def _token_logprobs(self, logits: tuple, tokens: torch.Tensor, sampling: SamplingParams) -> torch.Tensor:
         temperature = sampling.temperature or 1.0
@@ -115,24 +83,3 @@ class HFGenerateEngine:
             logp = torch.log_softmax(step_logits.float().cpu() / temperature, dim=-1)
             columns.append(logp.gather(1, tokens[:, step : step + 1]).squeeze(1))
         return torch.stack(columns, dim=1)  # [B, steps]
-
-    def _trim(self, ids: list[int], sampling: SamplingParams) -> tuple[list[int], str]:
-        """Cut after the first eos (kept, so the model learns to stop) or after the first token
-        whose text completes a stop string, whichever comes first; drop the padding after it.
-
-        transformers' stop-string check only matches at the end of the text, so a stop string
-        inside a token (" " in " fourteenth") is found here instead.
-        """
-        eos = self.tokenizer.eos_token_id
-        end = ids.index(eos) + 1 if eos in ids else None
-        if sampling.stop:
-            for k in range(len(ids) if end is None else end - 1):
-                text = self.tokenizer.decode(ids[: k + 1], skip_special_tokens=True)
-                if any(s in text for s in sampling.stop):
-                    return ids[: k + 1], "stop"
-        return (ids[:end], "stop") if end is not None else (ids, "length")
-
-
-def _cut_at_stop(text: str, stop: list[str]) -> str:
-    cuts = [text.index(s) + len(s) for s in stop if s in text]
-    return text[: min(cuts)] if cuts else text

@@ -5,7 +5,7 @@ import torch
 
 from rlvr.errors import ModelError
 from rlvr.models import EMBEDDED, cache_dir, load_model, tiny_random
-from rlvr.rollout import SamplingParams
+from rlvr.rollout import SamplingParams, generate
 from rlvr.rollout.hf import HFGenerateEngine
 from rlvr.types import Example
 
@@ -28,7 +28,7 @@ def test_embedded_model_converts_once_and_answers():
     assert sum(p.numel() for p in model.parameters()) == 134_515_008
     question = "What is 2 + 2? Give only the final number in \\boxed{}."
     example = Example("t", [{"role": "user", "content": question}], "4")
-    (completion,) = HFGenerateEngine(model, tokenizer).generate([example], 1, SamplingParams(16, temperature=0.0))[0]
+    (completion,) = generate(HFGenerateEngine(model, tokenizer), [example], 1, SamplingParams(16, temperature=0.0))[0]
     assert "4" in completion.text
 
 

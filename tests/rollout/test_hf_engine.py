@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rlvr.models import tiny_random
-from rlvr.rollout import SamplingParams
+from rlvr.rollout import SamplingParams, generate, prompt_ids
 from rlvr.rollout.hf import HFGenerateEngine
 from rlvr.tasks import make_task
 from rlvr.update import completion_logprobs, make_micro_batches
@@ -24,18 +24,18 @@ def examples():
 
 def test_greedy_batched_with_left_padding_equals_one_at_a_time(engine, examples):
     greedy = SamplingParams(max_new_tokens=6, temperature=0.0)
-    lengths = {len(engine.prompt_ids(e)) for e in examples}
+    lengths = {len(prompt_ids(engine.tokenizer, e)) for e in examples}
     assert len(lengths) > 1
-    batched = engine.generate(examples, 1, greedy)
+    batched = generate(engine, examples, 1, greedy)
     for example, (together,) in zip(examples, batched, strict=True):
-        (alone,) = engine.generate([example], 1, greedy)[0]
+        (alone,) = generate(engine, [example], 1, greedy)[0]
         assert together.token_ids == alone.token_ids
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_sampled_logprobs_equal_a_teacher_forced_forward(engine, examples, temperature):
     torch.manual_seed(0)
-    groups = engine.generate(examples[:3], 4, SamplingParams(max_new_tokens=5, temperature=temperature))
+    groups = generate(engine, examples[:3], 4, SamplingParams(max_new_tokens=5, temperature=temperature))
     completions = [c for group in groups for c in group]
     assert all(len(c.logprobs) == len(c.token_ids) == len(c.loss_mask) for c in completions)
     assert all(c.loss_mask == [1] * len(c.token_ids) for c in completions)
@@ -48,10 +48,10 @@ def test_sampled_logprobs_equal_a_teacher_forced_forward(engine, examples, tempe
 
 
 def test_length_limit_and_stop_strings(engine, examples):
-    (group,) = engine.generate(examples[:1], 3, SamplingParams(max_new_tokens=4, temperature=1.0))
+    (group,) = generate(engine, examples[:1], 3, SamplingParams(max_new_tokens=4, temperature=1.0))
     assert all(c.finish_reason == "length" and len(c.token_ids) == 4 for c in group)
     torch.manual_seed(1)
-    (group,) = engine.generate(examples[:1], 8, SamplingParams(max_new_tokens=12, temperature=1.0, stop=[" "]))
+    (group,) = generate(engine, examples[:1], 8, SamplingParams(max_new_tokens=12, temperature=1.0, stop=[" "]))
     eos = engine.tokenizer.eos_token_id
     stopped = [c for c in group if c.finish_reason == "stop" and c.token_ids[-1] != eos]
     assert stopped, "a space appears within 12 random tokens"
@@ -63,5 +63,5 @@ def test_length_limit_and_stop_strings(engine, examples):
 
 def test_generation_leaves_the_model_in_training_mode(engine, examples):
     engine.model.train()
-    engine.generate(examples[:1], 1, SamplingParams(max_new_tokens=1))
+    generate(engine, examples[:1], 1, SamplingParams(max_new_tokens=1))
     assert engine.model.training
