@@ -111,6 +111,8 @@ class TrainConfig(Section):
     inner_epochs: int = Field(1, ge=1)  # passes over each step's rollouts
     mini_batches: int = Field(1, ge=1)  # optimizer steps per inner epoch
     micro_batch_size: int = Field(8, ge=1)  # sequences per forward/backward (gradient accumulation)
+    shared_prompt: bool = True  # forward each group's prompt once in the update; completions attend to it
+    logprob_chunk: int = Field(1024, ge=0)  # tokens per chunk of the LM head + log-softmax; 0: all at once
     seed: int = 0
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = all cores
     device: str = "auto"  # auto: cuda when available, else cpu; or cpu, cuda, cuda:1, mps

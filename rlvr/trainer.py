@@ -107,11 +107,11 @@ def train_step(run: Run) -> dict[str, float]:
         per_token, extra = advantages(run, batch)
         metrics |= extra | policy_updates(run, batch.kept, per_token)
         metrics["time/update"] = time.perf_counter() - scored
-        metrics["throughput/update_tokens_per_s"] = (
-            cfg.train.inner_epochs
-            * sum(len(c.prompt_ids) + len(c.token_ids) for c in batch.kept)
-            / max(metrics["time/update"], 1e-9)
+        metrics["tokens/trained"] = cfg.train.inner_epochs * float(sum(sum(c.loss_mask) for c in batch.kept))
+        metrics["tokens/forwarded"] = cfg.train.inner_epochs * float(
+            sum(len(c.prompt_ids) + len(c.token_ids) for c in batch.kept)
         )
+        metrics["throughput/update_tokens_per_s"] = metrics["tokens/forwarded"] / max(metrics["time/update"], 1e-9)
         adapt_coefficients(run, metrics, len(batch.kept))
         if cfg.log.samples_every and run.step % cfg.log.samples_every == 0:
             run.logger.log_samples(run.step, sample_rows(batch, per_token, cfg))
@@ -120,7 +120,8 @@ def train_step(run: Run) -> dict[str, float]:
     metrics |= {
         "train/lr": run.scheduler.get_last_lr()[0],
         "time/step": time.perf_counter() - started,
-        "throughput/rollout_tokens_per_s": sum(len(c.token_ids) for c in batch.sampled)
+        "tokens/generated": float(sum(sum(c.loss_mask) for c in batch.sampled)),
+        "throughput/rollout_tokens_per_s": sum(sum(c.loss_mask) for c in batch.sampled)
         / max(metrics["time/rollout"], 1e-9),
     }
     return metrics
