@@ -11,7 +11,7 @@ from torch import nn
 
 from rlvr.algos.critic import value_loss
 from rlvr.models import load_model
-from rlvr.update import MicroBatch, per_row
+from rlvr.update import MicroBatch, per_row, predictor_hidden
 
 
 class ValueModel(nn.Module):
@@ -23,9 +23,8 @@ class ValueModel(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, batch: MicroBatch) -> torch.Tensor:
-        hidden = self.body(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-        picked = hidden.gather(1, batch.positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # [n, T, H]
-        return self.head(picked.float()).squeeze(-1) * batch.mask  # [n, T]
+        hidden = predictor_hidden(self.body, batch)  # [n, T, H]: the state before each completion token
+        return self.head(hidden.float()).squeeze(-1) * batch.mask  # [n, T]
 
 
 def build_critic(name: str, policy_name: str, dtype: str, seed: int, device: torch.device) -> ValueModel:

@@ -134,7 +134,7 @@ def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, floa
     lengths = [len(c.token_ids) for c in kept]
     rewards, metrics = batch.rewards.clone(), {}
     needs_passes = cfg.algo.kl_in_reward or run.critic is not None or cfg.algo.tis_cap is not None
-    micro = make_micro_batches(kept, {}, cfg.train.micro_batch_size, run.tokenizer.pad_token_id) if needs_passes else []
+    micro = micro_batches(run, kept, {}) if needs_passes else []
     extra: dict[str, torch.Tensor] = {}
     if cfg.algo.tis_cap is not None:  # the trainer's own old log-probs, once, before any update of the step
         extra["old_logprobs"], tis_metrics = trainer_old_logprobs(run, micro, len(kept), width)
@@ -166,13 +166,20 @@ def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, floa
 def trainer_old_logprobs(run: Run, micro, count: int, width: int) -> tuple[torch.Tensor, dict[str, float]]:
     """For truncated importance sampling: the trainer's log-probs [count, width] before this step's
     updates become the old policy's; each token is then weighted by min(pi_trainer / pi_rollout, cap)."""
-    temperature = run.config.rollout.temperature
+    temperature, chunk = run.config.rollout.temperature, run.config.train.logprob_chunk
     old = per_row(micro, count, width, next(run.model.parameters()).device,
-                  lambda mb: completion_logprobs(run.model, mb, temperature)[0])  # fmt: skip
+                  lambda mb: completion_logprobs(run.model, mb, temperature, chunk=chunk)[0])  # fmt: skip
     rollout = per_row(micro, count, width, torch.device("cpu"), lambda mb: mb.rollout_logprobs)
     mask = per_row(micro, count, width, torch.device("cpu"), lambda mb: mb.mask)
     _, metrics = truncated_is_weights(old, rollout, mask, cap=run.config.algo.tis_cap)
     return old, metrics
+
+
+def micro_batches(run: Run, completions: list[Completion], per_token: dict[str, torch.Tensor]):
+    cfg = run.config.train
+    return make_micro_batches(
+        completions, per_token, cfg.micro_batch_size, run.tokenizer.pad_token_id, share_prompts=cfg.shared_prompt
+    )
 
 
 def policy_updates(run: Run, completions: list[Completion], per_token: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -187,8 +194,8 @@ def policy_updates(run: Run, completions: list[Completion], per_token: dict[str,
         kl_estimator=cfg.algo.kl_estimator,
         entropy_coef=run.entropy_coef,
         tis_cap=cfg.algo.tis_cap,
+        logprob_chunk=cfg.train.logprob_chunk,
     )
-    pad_id = run.tokenizer.pad_token_id
     per_update: list[dict[str, float]] = []
     for epoch in range(cfg.train.inner_epochs):
         order = list(range(len(completions)))
@@ -198,7 +205,7 @@ def policy_updates(run: Run, completions: list[Completion], per_token: dict[str,
         for start in range(0, len(order), size):
             rows = order[start : start + size]
             subset = {name: values[rows] for name, values in per_token.items()}
-            micro = make_micro_batches([completions[i] for i in rows], subset, cfg.train.micro_batch_size, pad_id)
+            micro = micro_batches(run, [completions[i] for i in rows], subset)
             metrics = update_step(
                 run.model,
                 run.ref_model,

@@ -36,8 +36,7 @@ def test_head_only_logprobs_equal_a_full_forward(model):
     rows = [completion(7, 5, 0), completion(3, 9, 1), completion(12, 2, 2)]
     (batch,) = make_micro_batches(rows, per_token(rows, [1.0, 1.0, 1.0]), size=8, pad_id=0)
     logprobs, entropy = completion_logprobs(model, batch, temperature=1.0, with_entropy=True)
-    order = sorted(range(3), key=lambda i: len(rows[i].prompt_ids) + len(rows[i].token_ids))
-    for r, i in enumerate(order):
+    for r, i in enumerate(batch.index.tolist()):
         n = len(rows[i].token_ids)
         torch.testing.assert_close(logprobs[r, :n], reference_logprobs(model, rows[i]), rtol=1e-5, atol=1e-5)
         assert torch.all(logprobs[r, n:] == 0) and torch.all(entropy[r, n:] == 0)
@@ -113,3 +112,90 @@ def test_entropy_bonus_alone_raises_entropy(coef):
         assert after == pytest.approx(before, abs=1e-6)
     else:
         assert after > before
+
+
+def grouped_rows(prompts: int = 3, group: int = 4) -> list[Completion]:
+    """``prompts`` groups of ``group`` completions sharing a prompt (of different lengths)."""
+    rows = []
+    for p in range(prompts):
+        prompt = completion(4 + 3 * p, 1, 100 + p).prompt_ids
+        for k in range(group):
+            c = completion(1, 1 + (5 * k + p) % 7, 10 * p + k)
+            rows.append(Completion(EXAMPLE, "", prompt, c.token_ids, c.logprobs, c.loss_mask, "length"))
+    return rows
+
+
+def update_gradients(rows, advantages, size: int, share: bool, chunk: int = 0, entropy_coef: float = 0.0):
+    model, _ = tiny_random(seed=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    settings = LossSettings(
+        "ppo_clip", "token_mean", 1.0, SETTINGS.hparams, entropy_coef=entropy_coef, logprob_chunk=chunk
+    )
+    batches = make_micro_batches(rows, per_token(rows, advantages), size=size, pad_id=0, share_prompts=share)
+    metrics = update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
+    return batches, metrics, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("size", [12, 5, 4])  # whole groups, groups split across micro-batches, one group each
+def test_shared_prompt_gives_the_unshared_loss_and_gradients(size):
+    rows = grouped_rows()
+    advantages = [((i * 7) % 5 - 2) / 2 for i in range(len(rows))]
+    shared_batches, shared_metrics, shared = update_gradients(rows, advantages, size, share=True)
+    plain_batches, plain_metrics, plain = update_gradients(rows, advantages, size, share=False)
+    # the prompt really is computed once per micro-batch, and once per row without sharing
+    assert sum(b.prompt_ids.shape[0] for b in shared_batches) < len(rows)
+    assert sum(b.prompt_ids.shape[0] for b in plain_batches) == len(rows)
+    if size == 12:
+        assert shared_batches[0].prompt_ids.shape[0] == 3
+    assert shared_metrics["loss/total"] == pytest.approx(plain_metrics["loss/total"], rel=1e-5)
+    assert shared.keys() == plain.keys()
+    for name in plain:
+        torch.testing.assert_close(shared[name], plain[name], rtol=1e-4, atol=1e-6)
+
+
+def test_shared_prompt_logprobs_equal_a_full_forward(model):
+    rows = grouped_rows()
+    (batch,) = make_micro_batches(rows, per_token(rows, [1.0] * len(rows)), size=64, pad_id=0)
+    logprobs, _ = completion_logprobs(model, batch, temperature=1.0)
+    for r, i in enumerate(batch.index.tolist()):
+        n = len(rows[i].token_ids)
+        torch.testing.assert_close(logprobs[r, :n], reference_logprobs(model, rows[i]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("entropy_coef", [0.0, 0.3])
+def test_chunked_logprobs_give_the_same_loss_and_gradients(entropy_coef):
+    rows = grouped_rows(2, 3)
+    advantages = [1.0, -0.5, 0.25, -1.0, 0.5, 0.0]
+    _, whole_metrics, whole = update_gradients(rows, advantages, 6, True, chunk=0, entropy_coef=entropy_coef)
+    _, chunk_metrics, chunked = update_gradients(rows, advantages, 6, True, chunk=3, entropy_coef=entropy_coef)
+    assert chunk_metrics["loss/total"] == pytest.approx(whole_metrics["loss/total"], rel=1e-6)
+    assert chunk_metrics["entropy"] == pytest.approx(whole_metrics["entropy"], rel=1e-6)
+    for name in whole:
+        torch.testing.assert_close(chunked[name], whole[name], rtol=1e-5, atol=1e-7)
+
+
+def test_chunked_head_keeps_less_memory_for_the_backward_pass(model):
+    """Saved-for-backward bytes of the head: O(chunk x vocab) chunked, O(tokens x vocab) whole."""
+    from rlvr.update import head_logprobs
+
+    head = model.get_output_embeddings()
+    hidden = torch.randn(64, head.in_features, requires_grad=True)
+    targets = torch.randint(0, head.out_features, (64,))
+
+    def saved_bytes(chunk: int) -> int:
+        total = 0
+
+        def pack(t):
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            head_logprobs(head, hidden, targets, 1.0, chunk)
+        return total
+
+    whole, chunked = saved_bytes(0), saved_bytes(8)
+    vocab_row = head.out_features * 4
+    assert whole >= 64 * vocab_row  # at least one [tokens, vocab] float32 tensor kept
+    assert chunked < 8 * vocab_row  # nothing vocabulary-wide kept beyond one chunk's worth
