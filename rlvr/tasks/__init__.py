@@ -159,3 +159,4 @@ def draw_splits(
 from rlvr.tasks import arithmetic as _arithmetic  # noqa: E402, F401
 from rlvr.tasks import countdown as _countdown  # noqa: E402, F401
 from rlvr.tasks import jsonl as _jsonl  # noqa: E402, F401
+from rlvr.tasks import multihop as _multihop  # noqa: E402, F401
