@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 import torch
 
 from rlvr.algos import ADVANTAGES
-from rlvr.algos.shaping import overlong_penalty
+from rlvr.algos.shaping import otc_tool_reward, overlong_penalty
 from rlvr.config import RunConfig
-from rlvr.errors import TrainingError
+from rlvr.errors import ConfigError, TrainingError
 from rlvr.registry import call_with
 from rlvr.rewards import score
 from rlvr.rollout import SamplingParams, generate
-from rlvr.types import Completion
+from rlvr.types import Completion, Example
 from rlvr.update import MicroBatch, completion_logprobs, per_row
 
 
@@ -49,7 +49,7 @@ def collect(cfg: RunConfig, engine, sampler, train_set, verifier: str, sampling:
         started = time.perf_counter()
         wanted = cfg.rollout.prompts_per_step - len(kept) // group
         examples = [train_set[i] for i in sampler.next(wanted)]
-        completions = [c for g in generate(engine, examples, group, sampling) for c in g]
+        completions = [c for g in sample_groups(cfg, engine, examples, group, sampling) for c in g]
         rolled = time.perf_counter()
         totals, parts = score([c.text for c in completions], [c.example for c in completions], specs)
         if verifier not in parts:  # accuracy is logged even when the verifier is not a reward
@@ -83,6 +83,31 @@ def collect(cfg: RunConfig, engine, sampler, train_set, verifier: str, sampling:
         metrics |= {"sampling/rounds": float(rounds), "sampling/dropped_groups": float(dropped)}
         metrics["sampling/kept_groups"] = float(len(kept) // group)
     return StepBatch(kept, torch.tensor(kept_rewards), sampled, sampled_rewards, components, metrics)
+
+
+def sample_groups(cfg: RunConfig, engine, examples: list[Example], n: int, sampling: SamplingParams):
+    """n completions per example: single-turn, or multi-turn episodes with ``tools.env``."""
+    if cfg.tools.env == "none":
+        return generate(engine, examples, n, sampling)
+    from rlvr.envs.rollout import multi_turn_generate
+
+    return multi_turn_generate(engine, examples, n, sampling, cfg.tools)
+
+
+def tool_cost(cfg: RunConfig, completions: list[Completion], correct: list[float], verifier: str) -> list[float]:
+    """The reward added for tool use: -cost_coef per call, or OTC's efficiency factor applied to
+    the verifier's reward (correctness x weight x (r_tool - 1), so a correct answer earns
+    weight x r_tool)."""
+    calls = torch.tensor([float(sum(t.tool is not None for t in c.turns)) for c in completions])
+    if cfg.tools.cost == "per_call":
+        return (-cfg.tools.cost_coef * calls).tolist()
+    weight = sum(spec.weight for spec in cfg.rewards if spec.name == verifier)
+    if weight == 0:
+        raise ConfigError(f"tools.cost=otc scales the verifier's reward, but {verifier!r} is not among the rewards")
+    hits = (torch.tensor(correct) >= 1.0).float()
+    group = cfg.rollout.group_size
+    r_tool = otc_tool_reward(calls.view(-1, group), hits.view(-1, group), c=cfg.tools.otc_c).flatten()
+    return (hits * weight * (r_tool - 1.0)).tolist()
 
 
 def token_width(completions: list[Completion]) -> int:

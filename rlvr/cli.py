@@ -1,4 +1,4 @@
-"""``rlvr train | eval | sweep | report | recipes | tasks``.
+"""``rlvr train | eval | sweep | bench | report | recipes | tasks``.
 
 Errors a user can act on (:class:`rlvr.errors.RlvrError`) print as one line and exit with
 status 2; ``--debug`` shows the traceback instead.
@@ -73,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sw.set_defaults(handler=cmd_sweep)
 
+    from rlvr.bench.cli import add_bench_command
     from rlvr.report.cli import add_report_command
 
+    add_bench_command(commands)
     add_report_command(commands)
 
     recipes = commands.add_parser("recipes", help="list the bundled recipes")
@@ -148,7 +150,9 @@ def cmd_eval(args) -> int:
     )
     if config.eval.samples > 1 and config.eval.temperature == 0:
         raise ConfigError("eval.samples > 1 needs eval.temperature > 0 (greedy samples are all the same)")
-    result = evaluate(engine, examples, config.eval.verifier or task.verifier, sampling, config.eval.samples)
+    result = evaluate(
+        engine, examples, config.eval.verifier or task.verifier, sampling, config.eval.samples, config.tools
+    )
     metrics = {"model": model_name, "task": config.task.name, **result.metrics}
     table = Table(title=f"{model_name} on {config.task.name} (held-out)")
     table.add_column("metric")

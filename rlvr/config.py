@@ -63,6 +63,22 @@ class RolloutConfig(Section):
     max_sampling_rounds: int = Field(3, ge=1)  # bound on rounds per step when dynamic_sampling is on
 
 
+class ToolsConfig(Section):
+    """Multi-turn rollouts with a tool (rlvr.envs); env none: single-turn."""
+
+    env: str = "none"  # none | python | search | an env registered by a plugin
+    max_turns: int = Field(4, ge=1)  # model turns per episode
+    max_total_tokens: int = Field(512, ge=1)  # model + tool tokens after the prompt
+    workers: int = Field(8, ge=1)  # tool calls run concurrently
+    timeout_s: float = Field(5.0, gt=0)  # python: wall clock per call
+    memory_mb: int = Field(512, ge=64)  # python: address-space limit of the sandbox
+    max_output_chars: int = Field(1000, ge=16)  # tool output shown to the model
+    top_k: int = Field(3, ge=1)  # search: documents per query
+    cost: Literal["none", "per_call", "otc"] = "none"  # tool-call cost in the reward
+    cost_coef: float = Field(0.05, ge=0)  # per_call: reward subtracted per call
+    otc_c: float = Field(1.0, gt=0)  # otc: the smoothing constant c of OTC's cosine branch
+
+
 class AlgoConfig(Section):
     advantage: str = "grpo"  # see `rlvr recipes` and docs/algorithms.md; gae needs critic.model
     policy_loss: str = "ppo_clip"
@@ -150,6 +166,7 @@ class RunConfig(Section):
     task: TaskConfig = TaskConfig()
     rewards: list[RewardSpec] = [RewardSpec(name="math", weight=1.0), RewardSpec(name="boxed_format", weight=0.2)]
     rollout: RolloutConfig = RolloutConfig()
+    tools: ToolsConfig = ToolsConfig()
     algo: AlgoConfig = AlgoConfig()
     critic: CriticConfig = CriticConfig()
     optim: OptimConfig = OptimConfig()
@@ -176,6 +193,13 @@ class RunConfig(Section):
                     f"algo.advantage={algo.advantage} needs 0/1 rewards: one reward with weight 1 and no "
                     f"overlong shaping (got {' + '.join(shaped)})"
                 )
+        if self.tools.cost != "none" and self.tools.env == "none":
+            raise ValueError(f"tools.cost={self.tools.cost} needs a tool: set tools.env (python or search)")
+        if self.tools.env != "none" and self.tools.max_total_tokens < self.rollout.max_new_tokens:
+            raise ValueError(
+                f"tools.max_total_tokens={self.tools.max_total_tokens} is below one turn's "
+                f"rollout.max_new_tokens={self.rollout.max_new_tokens}"
+            )
         if algo.kl_target is not None and algo.kl_coef == 0:
             raise ValueError("algo.kl_target adapts algo.kl_coef, which is 0: set an initial algo.kl_coef > 0")
         if algo.entropy_target is not None and algo.entropy_coef == 0:
@@ -310,6 +334,10 @@ def check_plugin_params(config: RunConfig) -> None:
     ]
     if config.eval.verifier is not None:
         named.append(("eval.verifier", REWARDS, config.eval.verifier))
+    if config.tools.env != "none":
+        from rlvr.envs.rollout import ENVS
+
+        named.append(("tools.env", ENVS, config.tools.env))
     for key, registry, name in named:
         try:
             registry.get(name)

@@ -41,15 +41,26 @@ def ks_for(samples: int) -> list[int]:
 
 
 def evaluate(
-    engine: RolloutEngine, examples: list[Example], verifier: str, sampling: SamplingParams, samples: int = 1
+    engine: RolloutEngine,
+    examples: list[Example],
+    verifier: str,
+    sampling: SamplingParams,
+    samples: int = 1,
+    tools=None,
 ) -> EvalResult:
+    """``tools`` (a ToolsConfig with env set) evaluates multi-turn episodes with the tool."""
     check = REWARDS.get(verifier)
-    groups = generate(engine, examples, samples, sampling)
+    if tools is not None and tools.env != "none":
+        from rlvr.envs.rollout import multi_turn_generate
+
+        groups = multi_turn_generate(engine, examples, samples, sampling, tools)
+    else:
+        groups = generate(engine, examples, samples, sampling)
     correct_counts, lengths, truncated, rows = [], [], [], []
     for example, group in zip(examples, groups, strict=True):
         correct = 0
         for completion in group:
-            ok = check(completion.text, example) >= 1.0
+            ok = check(completion.response, example) >= 1.0
             correct += ok
             lengths.append(len(completion.token_ids))
             truncated.append(completion.finish_reason == "length")
@@ -62,6 +73,10 @@ def evaluate(
         "eval/truncated_frac": sum(truncated) / len(truncated),
         "eval/problems": float(n),
     }
+    if tools is not None and tools.env != "none":
+        from rlvr.envs import tool_metrics
+
+        metrics |= {f"eval/{k}": v for k, v in tool_metrics([c for g in groups for c in g]).items()}
     for k in ks_for(samples)[1:]:
         metrics[f"eval/pass@{k}"] = sum(pass_at_k(samples, c, k) for c in correct_counts) / n
     return EvalResult(metrics, rows)

@@ -23,6 +23,7 @@ from rlvr.algos.losses import truncated_is_weights
 from rlvr.batch import collect, estimator_hparams, group_advantages, reference_kl, token_width
 from rlvr.config import RunConfig, to_yaml
 from rlvr.critic import build_critic, critic_update, token_rewards, values_for
+from rlvr.envs import tool_metrics
 from rlvr.errors import ConfigError, TrainingError
 from rlvr.evaluate import evaluate
 from rlvr.metrics import MetricsLogger, truncate_after
@@ -98,6 +99,7 @@ def train_step(run: Run) -> dict[str, float]:
         "train/accuracy": sum(v >= 1.0 for v in batch.components[run.verifier]) / len(batch.sampled),
         **{f"train/reward/{name}": sum(v) / len(v) for name, v in batch.components.items()},
         **length_metrics(batch.sampled),
+        **(tool_metrics(batch.sampled) if cfg.tools.env != "none" else {}),
         **batch.metrics,
         "train/kl_coef": run.kl_coef,  # the coefficients this step used (adaptive ones move after it)
         "train/entropy_coef": run.entropy_coef,
@@ -288,7 +290,7 @@ def run_eval(run: Run) -> dict[str, float]:
         return_logprobs=False,
     )
     started = time.perf_counter()
-    result = evaluate(run.engine, run.eval_set, run.verifier, sampling, cfg.eval.samples)
+    result = evaluate(run.engine, run.eval_set, run.verifier, sampling, cfg.eval.samples, cfg.tools)
     result.metrics["time/eval"] = time.perf_counter() - started
     run.logger.log(run.step, result.metrics)
     run.logger.print(

@@ -27,9 +27,24 @@ class Example:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Turn:
+    """One model turn of a multi-turn episode and what the environment answered."""
+
+    text: str  # what the model wrote this turn
+    observation: str  # the environment's reply appended after it ("" when none)
+    tool: str | None = None  # the tool called this turn (None: no call)
+    error: str | None = None  # the call's failure kind ("timeout", "exception", ...) or None
+
+
 @dataclass
 class Completion:
-    """One sampled response to one prompt, as the rollout engine produced it."""
+    """One sampled response to one prompt, as the rollout engine produced it.
+
+    Multi-turn episodes (rlvr.envs) interleave model tokens and tool output in ``token_ids``;
+    ``loss_mask`` is 0 on the tool output, ``text`` is the whole transcript and ``turns`` says
+    what happened each turn. Rewards score ``response``: what the model itself wrote.
+    """
 
     example: Example
     text: str
@@ -37,7 +52,13 @@ class Completion:
     token_ids: list[int]  # [T_i] generated ids, stop/eos token included when produced
     logprobs: list[float]  # [T_i] sampling policy's log-prob of each generated token
     loss_mask: list[int]  # [T_i] 1 where the token is trained on (0: tool output, padding)
-    finish_reason: str  # "stop" (eos or stop string) | "length"
+    finish_reason: str  # "stop" (eos or stop string) | "length" (token budget) | "turns" (turn limit)
+    turns: list[Turn] = field(default_factory=list)  # multi-turn only
+
+    @property
+    def response(self) -> str:
+        """The model-written text: the transcript without tool output."""
+        return "".join(turn.text for turn in self.turns) if self.turns else self.text
 
 
 @dataclass
