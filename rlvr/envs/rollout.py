@@ -96,7 +96,12 @@ def _safe_step(env: Env, text: str) -> StepResult:
     try:
         return env.step(text)
     except Exception as err:  # noqa: BLE001 - the model sees the error, the metrics count it
-        return StepResult(observation=f"\n[tool error: {type(err).__name__}: {err}]\n", done=False, error="crash")
+        return StepResult(
+            observation=f"\n[tool error: {type(err).__name__}: {err}]\n",
+            done=False,
+            tool=type(env).__name__,
+            error="crash",
+        )
 
 
 def _observe(episode: Episode, text: str, result: StepResult, tokenizer, budget: int) -> None:
