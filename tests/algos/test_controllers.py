@@ -48,3 +48,21 @@ def test_overlong_penalty_at_the_boundaries():
         overlong_penalty(lengths, max_tokens=20, cache_tokens=0)
     with pytest.raises(ValueError, match="overlong_cache_tokens"):
         overlong_penalty(lengths, max_tokens=20, cache_tokens=21)
+
+
+def test_otc_tool_reward_matches_hand_computed_values():
+    from rlvr.algos.shaping import otc_tool_reward
+
+    calls = torch.tensor([[0, 1, 2, 3], [0, 2, 1, 0], [1, 2, 0, 4]])
+    correct = torch.tensor([[0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 0]])
+    got = otc_tool_reward(calls, correct, c=1.0)
+    # group 1: n = 1 (fewest calls of a correct answer); f = 2mn/(m+n); r = sin(f pi / 2n)
+    # group 2: n = 0; r = 1 at m = 0, else cos(m pi / (2m + 1)); group 3: nothing correct -> 1
+    expected = torch.tensor(
+        [
+            [0.0, 1.0, 0.8660254, 0.7071068],
+            [1.0, 0.3090170, 0.5, 1.0],
+            [1.0, 1.0, 1.0, 1.0],
+        ]
+    )
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
