@@ -16,7 +16,7 @@ HOSTILE = [
 
 class EveryTurnPython(PythonEnv):
     """tiny-random never writes a code fence: treat every turn ending at a space as a call whose code
-    is derived from the turn, a third of them hostile (killing the trainer, a memory bomb)."""
+    is derived from the turn, every second one hostile (killing the trainer, a memory bomb)."""
 
     stop = [" "]
 
@@ -25,7 +25,8 @@ class EveryTurnPython(PythonEnv):
             from rlvr.tools.python_sandbox import PythonSandbox
 
             self.sandbox = PythonSandbox(self.limits)
-        code = HOSTILE[len(text) % 3] if len(text) % 2 else f"n = {len(text)}\nprint(n * 2)"
+        self.calls = getattr(self, "calls", 0) + 1
+        code = f"n = {len(text)}\nprint(n * 2)" if self.calls % 2 else HOSTILE[len(text) % 3]
         result = self.sandbox.run(code)
         return StepResult(f"\n```output\n{result.output}```\n", done=False, tool="python", error=result.error)
 
@@ -54,7 +55,7 @@ def test_multi_turn_run_with_the_sandbox_survives_hostile_code(tiny_config, tmp_
     assert len(rows) == 3  # hostile code never stopped the run
     assert all(r["tool/call_rate"] > 0.5 for r in rows)
     assert max(r["tool/turns"] for r in rows) > 1
-    assert 0 < sum(r["tool/error_rate"] for r in rows) / 3 < 1  # hostile calls reported, the others ran
+    assert all(0 < r["tool/error_rate"] < 1 for r in rows)  # hostile calls reported, the others ran
     evals = [r for r in read_metrics(run_dir / "metrics.jsonl") if "eval/accuracy" in r]
     assert len(evals) == 2 and all("eval/tool/call_rate" in r for r in evals)
     samples = (run_dir / "samples.jsonl").read_text()
