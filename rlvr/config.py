@@ -51,7 +51,7 @@ class RewardSpec(BaseModel):
 
 
 class RolloutConfig(Section):
-    engine: Literal["hf", "fast"] = "hf"  # fast: rlvr's KV-cache decode loop (rlvr.rollout.fast)
+    engine: Literal["hf", "fast"] = "fast"  # fast: rlvr's KV-cache decode loop (rlvr.rollout.fast); hf: generate
     prompts_per_step: int = Field(4, ge=1)
     group_size: int = Field(8, ge=2)  # G completions per prompt
     max_new_tokens: int = Field(48, ge=1)
