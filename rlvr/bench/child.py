@@ -1,0 +1,190 @@
+"""The child processes of ``rlvr bench``: one per contender, so each peak memory is its own.
+
+Protocol: the parent writes ``step`` or ``stop`` lines to the child's stdin; the child answers
+with JSON lines on the file descriptor named by ``RLVR_BENCH_FD`` (its stdout and stderr go to
+a log file, so library chatter never mixes with the protocol):
+
+    {"event": "ready", ...}                    set-up done, before the first step
+    {"event": "step", "wall": s, "metrics": {...}}   after each step
+    {"event": "done", "memory": {...}}         after ``stop``
+    {"event": "error", "message": "..."}       one line, then the child exits
+
+Every child blocks on stdin between steps, so the parent can interleave contenders step by step
+on a shared machine. Entry point: ``python -m rlvr.bench SPEC.json``.
+"""
+
+import json
+import os
+import re
+import resource
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+FD_ENV = "RLVR_BENCH_FD"
+
+
+class Channel:
+    """The child's side of the protocol."""
+
+    def __init__(self) -> None:
+        self._out = os.fdopen(int(os.environ[FD_ENV]), "w", buffering=1)
+
+    def send(self, event: str, **data) -> None:
+        self._out.write(json.dumps({"event": event, **data}) + "\n")
+        self._out.flush()
+
+    def wait(self) -> bool:
+        """Block until the parent says ``step`` (True) or ``stop`` / closes the pipe (False)."""
+        return sys.stdin.readline().strip() == "step"
+
+
+def reset_peak(device) -> bool:
+    """Restart the peak-memory counters so they cover the steps, not loading. False where the
+    kernel refuses to reset the RSS high-water mark (then the process peak is all there is)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: resets VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def memory_report(device, reset: bool) -> dict:
+    """Peak memory in MiB: the process's (``ru_maxrss``, KiB on Linux), the steps' (VmHWM since
+    :func:`reset_peak`), and on CUDA the allocator's peak since the reset."""
+    import torch
+
+    report = {"process_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    status = Path("/proc/self/status").read_text() if Path("/proc/self/status").exists() else ""
+    hwm = re.search(r"VmHWM:\s+(\d+) kB", status)
+    if reset and hwm:
+        report["step_peak_rss_mib"] = int(hwm.group(1)) / 1024
+    if device.type == "cuda":
+        report["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        report["cuda_max_reserved_mib"] = torch.cuda.max_memory_reserved(device) / 2**20
+    return report
+
+
+def synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def model_info(model) -> dict:
+    """Parameter count (``parameters()`` yields a tied embedding once) and the shapes the ceiling uses."""
+    config = getattr(model, "config", None)
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "hidden_size": getattr(config, "hidden_size", None),
+        "intermediate_size": getattr(config, "intermediate_size", None),
+        "vocab_size": getattr(config, "vocab_size", None),
+        "model_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+    }
+
+
+def rlvr_child(spec: dict, channel: Channel) -> None:
+    """rlvr's own loop through its public API: ``setup`` then ``train_step`` per ``step`` command."""
+    import torch
+
+    from rlvr.config import load_config
+    from rlvr.trainer import setup, train_step
+
+    config = load_config(spec["recipe"], spec["overrides"])
+    torch.set_num_threads(spec["threads"])
+    with tempfile.TemporaryDirectory(prefix="rlvr-bench-") as tmp:
+        run = setup(config, Path(tmp) / "run", resume=False)
+        device = next(run.model.parameters()).device
+        channel.send("ready", device=str(device), threads=torch.get_num_threads(), **model_info(run.model))
+        reset = reset_peak(device)
+        while channel.wait():
+            run.step += 1
+            started = time.perf_counter()
+            metrics = train_step(run)
+            synchronize(device)
+            wall = time.perf_counter() - started
+            numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+            channel.send("step", wall=wall, metrics=numbers)
+        memory = memory_report(device, reset)
+        run.logger.close()
+    channel.send("done", memory=memory)
+
+
+def ceiling_child(spec: dict, channel: Channel) -> None:
+    """Sustained matmul FLOP/s: fp32 on CPU, bf16 on CUDA. Each ``step`` times every shape once
+    for about ``seconds`` after a calibration call; the parent keeps the best round."""
+    import torch
+
+    from rlvr.models import resolve_device
+
+    torch.set_num_threads(spec["threads"])
+    device = resolve_device(spec["device"])
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    generator = torch.Generator().manual_seed(0)
+    operands = []
+    for m, k, n in spec["shapes"]:
+        a = torch.randn(m, k, generator=generator).to(device, dtype)
+        b = torch.randn(k, n, generator=generator).to(device, dtype)
+        operands.append((a, b, torch.empty(m, n, device=device, dtype=dtype)))
+    for a, b, c in operands:  # warm-up: thread pools, cuBLAS handles and heuristics
+        torch.mm(a, b, out=c)
+    synchronize(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    channel.send("ready", device=str(device), device_name=name, dtype=str(dtype).removeprefix("torch."))
+    reset = reset_peak(device)
+    while channel.wait():
+        flops = [matmul_flops_per_s(a, b, c, spec["seconds"], device) for a, b, c in operands]
+        channel.send("step", wall=0.0, metrics={"flops": flops})
+    channel.send("done", memory=memory_report(device, reset))
+
+
+def matmul_flops_per_s(a, b, c, seconds: float, device) -> float:
+    """2 m k n FLOP per product, over enough back-to-back products to last about ``seconds``."""
+    import torch
+
+    synchronize(device)
+    started = time.perf_counter()
+    torch.mm(a, b, out=c)
+    synchronize(device)
+    once = max(time.perf_counter() - started, 1e-6)
+    count = max(1, int(seconds / once))
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(count):
+        torch.mm(a, b, out=c)
+    synchronize(device)
+    elapsed = time.perf_counter() - started
+    m, k = a.shape
+    return 2.0 * m * k * b.shape[1] * count / elapsed
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[0]).read_text())
+    channel = Channel()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from rlvr.cli import quiet_libraries
+
+    quiet_libraries()
+    kinds = {"rlvr": rlvr_child, "ceiling": ceiling_child}
+    try:
+        if spec["kind"] == "trl":
+            from rlvr.bench.trl_child import trl_child
+
+            trl_child(spec, channel)
+        else:
+            kinds[spec["kind"]](spec, channel)
+    except SystemExit:
+        raise
+    except BaseException as err:  # report every failure as one line; the traceback goes to the log
+        traceback.print_exc()
+        message = " ".join(str(err).split())[:300] or type(err).__name__
+        channel.send("error", message=f"{type(err).__name__}: {message}")
+        return 1
+    return 0

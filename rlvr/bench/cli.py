@@ -1,0 +1,44 @@
+"""The ``rlvr bench`` subcommand, registered on the main parser by :func:`add_bench_command`.
+
+Progress goes to stderr; the table and the key ratios to stdout; everything to OUT/bench.json.
+"""
+
+import argparse
+from datetime import datetime
+from pathlib import Path
+
+
+def add_bench_command(commands) -> None:
+    """Register ``bench`` on an argparse subparsers object (``parser.add_subparsers()``)."""
+    bench = commands.add_parser(
+        "bench", help="time rlvr's step against TRL's GRPOTrainer and this machine's matmul ceiling"
+    )
+    bench.add_argument("recipe", nargs="?", help="recipe name or YAML path; default: grpo")
+    bench.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.name=random:qwen2.5-0.5b")
+    bench.add_argument("--steps", type=int, default=3, help="measured steps per contender (default 3)")
+    bench.add_argument("--warmup", type=int, default=1, help="warm-up steps, run and not summarized (default 1)")
+    bench.add_argument("--out", default=None, help="folder for bench.json and logs (default runs/bench-<time>)")
+    bench.add_argument("--no-trl", action="store_true", help="skip TRL's GRPOTrainer")
+    bench.add_argument("--variants", action="store_true", help="also run rlvr with each optimization switched off")
+    bench.add_argument(
+        "--sequential", action="store_true", help="run contenders one after another (default: interleave steps)"
+    )
+    bench.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    bench.set_defaults(handler=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    from rich.console import Console
+
+    from rlvr.bench import render, run_bench
+    from rlvr.cli import split_recipe_and_overrides
+
+    recipe, overrides = split_recipe_and_overrides(args.recipe, args.overrides)
+    out = Path(args.out or f"runs/bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    result = run_bench(
+        recipe, overrides, out, steps=args.steps, warmup=args.warmup, trl=not args.no_trl,
+        variants=args.variants, interleave=not args.sequential, console=Console(stderr=True),
+    )  # fmt: skip
+    render(result, Console(width=200))
+    print(f"bench.json: {out / 'bench.json'}")
+    return 0
