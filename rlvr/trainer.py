@@ -110,9 +110,7 @@ def train_step(run: Run) -> dict[str, float]:
         metrics |= extra | policy_updates(run, batch.kept, per_token)
         metrics["time/update"] = time.perf_counter() - scored
         metrics["tokens/trained"] = cfg.train.inner_epochs * float(sum(sum(c.loss_mask) for c in batch.kept))
-        metrics["tokens/forwarded"] = cfg.train.inner_epochs * float(
-            sum(len(c.prompt_ids) + len(c.token_ids) for c in batch.kept)
-        )
+        metrics["tokens/forwarded"] = cfg.train.inner_epochs * forwarded_tokens(batch.kept, cfg.train.shared_prompt)
         metrics["throughput/update_tokens_per_s"] = metrics["tokens/forwarded"] / max(metrics["time/update"], 1e-9)
         adapt_coefficients(run, metrics, len(batch.kept))
         if cfg.log.samples_every and run.step % cfg.log.samples_every == 0:
@@ -250,6 +248,13 @@ def adapt_coefficients(run: Run, metrics: dict[str, float], batch_size: int) -> 
             run.entropy_state = run.entropy_coef = entropy_coef_update(
                 run.entropy_state, observed, target=algo.entropy_target, rate=algo.entropy_rate
             )
+
+
+def forwarded_tokens(completions: list[Completion], shared_prompt: bool) -> float:
+    """Tokens one pass of the update runs through the model: each distinct prompt once when prompts
+    are shared (exact when a group's completions share a micro-batch, the default), else per row."""
+    prompts = {tuple(c.prompt_ids) for c in completions} if shared_prompt else [c.prompt_ids for c in completions]
+    return float(sum(len(p) for p in prompts) + sum(len(c.token_ids) for c in completions))
 
 
 def length_metrics(completions: list[Completion]) -> dict[str, float]:

@@ -58,4 +58,3 @@ def tool_metrics(completions: list[Completion]) -> dict[str, float]:
         "tool/turn_limit_frac": sum(c.finish_reason == "turns" for c in completions) / n,
         "tool/model_tokens": sum(sum(c.loss_mask) for c in completions) / n,
     }
-
