@@ -241,6 +241,19 @@ def test_length_limit_and_single_token(engine, examples):
         engine.continue_ids([ids[0], []], SamplingParams())
 
 
+def test_a_lora_wrapped_policy_decodes_as_with_hf(lively, examples):
+    pytest.importorskip("peft")
+    from copy import deepcopy
+
+    from rlvr.models import add_lora
+
+    model, tokenizer = lively
+    wrapped = add_lora(deepcopy(model), rank=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    greedy = SamplingParams(max_new_tokens=5, temperature=0.0)
+    fast = flat(generate(FastEngine(wrapped, tokenizer), examples[:3], 2, greedy))
+    assert_same(fast, flat(generate(HFGenerateEngine(wrapped, tokenizer), examples[:3], 2, greedy)))
+
+
 def test_no_logprobs_and_training_mode_restored(engine, examples):
     engine.model.train()
     (group,) = generate(engine, examples[:1], 2, SamplingParams(max_new_tokens=3, return_logprobs=False))
