@@ -28,9 +28,17 @@ finish reason come from the shared ``trim_at_stop`` / ``cut_at_stop``, as in the
 Measured on a 2-core CPU (AMD EPYC, AVX2), SmolLM2-135M-Instruct fp32, ``torch.set_num_threads(2)``,
 the default task's shape: 4 prompts of ``arithmetic`` (digits=1, operands=2, "+") x 8 samples,
 max_new_tokens 48, T = 1.0; same seed per repetition, engines alternating in one script
-(the machine is shared: only repetitions run while it was otherwise idle are listed)::
+(the machine is shared with other jobs; this run had a 1-min load average of 1.5-1.8)::
 
-    MEASURED_TABLE
+    2 threads, wall clock     rep 1    rep 2    rep 3   median   gen tok/s (median)
+    hf (generate)           18.81 s  15.88 s  16.47 s  16.47 s   74.9
+    fast                    12.09 s  10.32 s   8.17 s  10.32 s  124.2   (1.66x)
+    1 thread, CPU seconds (steadier on a busy machine)
+    hf (generate)           21.96 s  22.40 s  22.32 s  22.32 s   55.3
+    fast                    13.07 s  13.87 s  12.18 s  13.07 s   96.7   (1.75x)
+
+Lengths differ between engines (different random streams: 1014-1342 tokens per run). Prefill:
+4 rows / 194 tokens instead of 32 rows / 1552.
 
 Greedy (4 prompts, 48 tokens) on that model: token ids, text and finish reasons identical to
 the HF engine, log-probs within 1e-5.
@@ -45,12 +53,13 @@ Tried and not kept:
   every step; on 2 cores it had not finished compiling a 24-step decode after 13 minutes.
 - HF's ``StaticCache``: fixed batch size, so it cannot shrink as rows finish; ``SlabLayer``
   (below) is the preallocated cache that can.
-- ``torch.multinomial``: MULTINOMIAL_NOTE
+- ``torch.multinomial``: 103-105 tok/s against 111-118 for ``draw`` in the same runs (about 7 %).
 - a hand-written q_len = 1 attention instead of SDPA: 0.50 vs 0.63 ms per layer call, about 2 %
   of a step, not worth leaving the model's own attention.
 
 Kept for long completions: ``SlabLayer`` (preallocated keys/values). At 48 tokens it measures the
-same as ``DynamicLayer``'s ``torch.cat`` (11.36 vs 11.42 s); SLAB_NOTE
+same as ``DynamicLayer``'s ``torch.cat`` (11.36 vs 11.42 s, 9.17 vs 9.18 s); at 300 tokens x 16 rows a
+late step takes 179-193 ms against 195-208 ms (the cat copies the whole cache every step).
 
 Limits: a group larger than ``batch_size`` is split across chunks (each chunk prefills the
 prefix again). Cutting padding columns applies to plain ``DynamicLayer`` caches only (others
@@ -172,8 +181,8 @@ def draw(probs: torch.Tensor, index: torch.Tensor | None = None, block: int = 25
     Two-level inverse-CDF sampling with one uniform per row from torch's global generator: a
     block of ``block`` entries by the float64 cumulative sum of block masses, then an entry by the
     float64 cumulative sum inside that block. ``torch.multinomial`` draws an exponential variate for
-    every vocabulary entry (about 60 ms per step at 32 x 49k on two CPU cores, a fifth of a 135M
-    model's decode step); this takes a few ms. Zero entries (outside the top-p nucleus) are never
+    every vocabulary entry (20-80 ms per step at 32 x 49k on two CPU cores, about 7 % of a whole
+    rollout at the default shape); this takes a few ms. Zero entries (outside the top-p nucleus) are never
     drawn; a block's mass is a float32 sum of its entries (relative error ~1e-7).
     """
     vocab = probs.shape[1]

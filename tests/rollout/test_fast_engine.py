@@ -207,8 +207,9 @@ def test_eos_ends_a_row_and_is_kept(lively, examples):
     boost = (torch.logsumexp(logits, 0) - logits[eos]).item() + math.log(0.4 / 0.6)  # eos first: p = 0.4
     biased = EosLikely(model, eos, boost=boost)
     engine = FastEngine(biased, tokenizer, batch_size=64)
+    prefixes = [ids[0]] * 8 + [ids[1]] * 8
     torch.manual_seed(0)
-    samples = engine.continue_ids([ids[0]] * 8 + [ids[1]] * 8, SamplingParams(max_new_tokens=6, temperature=1.0))
+    samples = engine.continue_ids(prefixes, SamplingParams(max_new_tokens=6, temperature=1.0))
     ended = [s for s in samples if s.finish_reason == "stop"]
     assert ended and len(ended) < len(samples)
     assert len({len(s.token_ids) for s in ended}) > 1
@@ -218,9 +219,8 @@ def test_eos_ends_a_row_and_is_kept(lively, examples):
         assert s.text == tokenizer.decode(s.token_ids, skip_special_tokens=True)
     assert engine.last_stats["decode_row_steps"] < 16 * 5
     # the recorded log-probs are those of the biased model, with its finished rows gone from the batch
-    prefix = [p for p in (ids[0],) * 8 + (ids[1],) * 8]
     with torch.no_grad():
-        for p, s in zip(prefix, samples, strict=True):
+        for p, s in zip(prefixes, samples, strict=True):
             logits = biased(input_ids=torch.tensor([p + s.token_ids])).logits[0, len(p) - 1 : -1]
             expected = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(s.token_ids)[:, None]).squeeze(1)
             torch.testing.assert_close(torch.tensor(s.logprobs), expected, rtol=1e-4, atol=1e-4)
@@ -249,6 +249,10 @@ def test_a_lora_wrapped_policy_decodes_as_with_hf(lively, examples):
 
     model, tokenizer = lively
     wrapped = add_lora(deepcopy(model), rank=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    with torch.no_grad():  # a trained adapter, not the identity a fresh one is
+        for name, p in wrapped.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(1))
     greedy = SamplingParams(max_new_tokens=5, temperature=0.0)
     fast = flat(generate(FastEngine(wrapped, tokenizer), examples[:3], 2, greedy))
     assert_same(fast, flat(generate(HFGenerateEngine(wrapped, tokenizer), examples[:3], 2, greedy)))
