@@ -10,14 +10,12 @@ import threading
 
 from rlvr.envs import ENVS, StepResult
 from rlvr.errors import DataError
+from rlvr.tasks.multihop import SEARCH_CALL_HELP
 from rlvr.tools.search import SearchIndex, format_hits
 from rlvr.types import Example, Messages
 
 QUERY = re.compile(r"<search>(.*?)</search>\s*$", re.DOTALL)
-HELP = (
-    "You can search a private encyclopedia by writing <search>your query</search>; results appear in "
-    "<result>...</result>. Give the final answer as \\boxed{name}."
-)
+HELP = f"{SEARCH_CALL_HELP} Give the final answer as \\boxed{{name}}."  # one wording of the call syntax
 _indexes: dict[str, SearchIndex] = {}
 _lock = threading.Lock()
 
