@@ -131,6 +131,7 @@ class TrainConfig(Section):
     logprob_chunk: int = Field(1024, ge=0)  # tokens per chunk of the LM head + log-softmax; 0: all at once
     seed: int = 0
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = all cores
+    reuse_freed_memory: bool = True  # CPU: glibc keeps freed memory for reuse (no page faults per tensor)
     device: str = "auto"  # auto: cuda when available, else cpu; or cpu, cuda, cuda:1, mps
 
 

@@ -20,6 +20,7 @@ from rlvr.algos.critic import gae
 from rlvr.algos.entropy import entropy_coef_update, skywork_entropy_coef_update
 from rlvr.algos.kl import adaptive_kl_coef
 from rlvr.algos.losses import truncated_is_weights
+from rlvr.allocator import reuse_freed_memory
 from rlvr.batch import collect, estimator_hparams, group_advantages, reference_kl, token_width
 from rlvr.config import RunConfig, to_yaml
 from rlvr.critic import build_critic, critic_update, token_rewards, values_for
@@ -195,6 +196,7 @@ def policy_updates(run: Run, completions: list[Completion], per_token: dict[str,
         entropy_coef=run.entropy_coef,
         tis_cap=cfg.algo.tis_cap,
         logprob_chunk=cfg.train.logprob_chunk,
+        share_prompts=cfg.train.shared_prompt,
     )
     per_update: list[dict[str, float]] = []
     for epoch in range(cfg.train.inner_epochs):
@@ -252,7 +254,7 @@ def adapt_coefficients(run: Run, metrics: dict[str, float], batch_size: int) -> 
 
 def forwarded_tokens(completions: list[Completion], shared_prompt: bool) -> float:
     """Tokens one pass of the update runs through the model: each distinct prompt once when prompts
-    are shared (exact when a group's completions share a micro-batch, the default), else per row."""
+    are shared (once per optimizer step: exact with one mini-batch, the default), else per row."""
     prompts = {tuple(c.prompt_ids) for c in completions} if shared_prompt else [c.prompt_ids for c in completions]
     return float(sum(len(p) for p in prompts) + sum(len(c.token_ids) for c in completions))
 
@@ -357,7 +359,10 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     REWARDS.get(verifier)
 
     model, tokenizer = load_model(config.model.name, config.model.dtype, seed=config.train.seed)
-    model.to(resolve_device(config.train.device))
+    device = resolve_device(config.train.device)
+    if device.type == "cpu" and config.train.reuse_freed_memory:
+        reuse_freed_memory()
+    model.to(device)
     ref_model = None
     if config.algo.kl_coef > 0:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)

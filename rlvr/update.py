@@ -1,14 +1,16 @@
 """The policy update: completions -> micro-batches -> log-probs -> loss -> one optimizer step.
 
-Layout: a micro-batch holds the distinct prompts of its rows once ([g, P], left-padded) and
-each row's completion ([n, T], right-padded). The body runs over the prompts, their KV cache
-is expanded to the rows that share them, and the completions attend to it: the G completions
-of a group share one prompt computation, and gradients from all of them flow back through it
-(at the default task the chat-templated prompt is over half of every sequence, so this about
-halves the update's FLOPs). Rows are bucketed by length, so little compute goes to padding.
-The language-model head runs only where a loss is taken, in chunks of ``logprob_chunk`` tokens
-under activation checkpointing, so no [tokens, vocab] float32 log-softmax of a whole
-micro-batch is ever held for the backward pass.
+Layout: each distinct prompt runs through the body once per optimizer step ([G, P], left-padded,
+:func:`step_prompts`), however many rows continue it and whichever micro-batches they fall in.
+Its KV cache is gathered to the rows and the completions ([n, T], right-padded) attend to it:
+the G completions of a group share one prompt computation (at the default task the
+chat-templated prompt is over half of every sequence, so this about halves the update's FLOPs).
+The prompts' outputs enter each micro-batch as detached leaves; their gradients accumulate there
+and the prompts' backward runs once after the last micro-batch (:class:`PromptStates`), so the
+sum of the gradients is exact. Rows are sorted by completion length before they are cut into
+micro-batches, so little compute goes to padding. The language-model head runs only where a
+loss is taken, fused and chunked (:mod:`rlvr.head`): no [tokens, vocab] float32 tensor of a
+whole micro-batch is ever held for the backward pass.
 
 Why by hand: TRL and verl forward the whole prompt+completion per sequence; sequence packing
 (flash-attn varlen) needs CUDA kernels and does not share the prompt. HF's cache API does the
@@ -19,11 +21,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
-from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
 
 from rlvr.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
 from rlvr.errors import TrainingError
+from rlvr.head import head_logprobs
 from rlvr.types import Completion
 
 DEFAULT_LOGPROB_CHUNK = 1024
@@ -55,22 +57,18 @@ def make_micro_batches(
     pad_id: int,
     share_prompts: bool = True,
 ) -> list[MicroBatch]:
-    """Micro-batches of at most ``size`` sequences, bucketed by length.
+    """Micro-batches of at most ``size`` sequences, bucketed by length so little compute goes to padding.
 
-    With ``share_prompts`` the completions of one prompt are kept together (groups sorted by
-    prompt and completion length), so each micro-batch computes its distinct prompts once;
-    without it every row carries its own prompt copy and rows are sorted by total length.
+    With ``share_prompts`` rows are sorted by completion length alone: the update computes each
+    distinct prompt once per optimizer step for all its rows (:func:`step_prompts`), wherever they
+    fall, and a micro-batch used on its own computes its distinct prompts once. Without it every
+    row carries its own prompt copy and rows are sorted by total length.
     ``per_token`` maps "advantages" (required), "returns", "old_values" and "old_logprobs" (the
     trainer's own, for TIS; else the rollout's are the old policy's) to [N, T_max] tensors whose
     row i belongs to ``completions[i]``.
     """
     if share_prompts:
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, c in enumerate(completions):
-            groups.setdefault(tuple(c.prompt_ids), []).append(i)
-        members = [sorted(rows, key=lambda i: len(completions[i].token_ids)) for rows in groups.values()]
-        members.sort(key=lambda rows: (len(completions[rows[0]].prompt_ids), len(completions[rows[-1]].token_ids)))
-        order = [i for rows in members for i in rows]
+        order = sorted(range(len(completions)), key=lambda i: len(completions[i].token_ids))
     else:
         order = sorted(
             range(len(completions)), key=lambda i: len(completions[i].prompt_ids) + len(completions[i].token_ids)
@@ -131,28 +129,61 @@ def _body_and_head(model):
     return base.get_decoder(), base.get_output_embeddings()
 
 
-def predictor_hidden(body, batch: MicroBatch) -> torch.Tensor:
-    """Hidden states [n, T, H] whose next-token logits predict each completion token: the prompt's
-    last state for token 0, the completion's own states after it.
+@dataclass
+class PromptStates:
+    """What the completions need from their prompts: the last hidden state and every layer's KV."""
 
-    The prompts run once ([g, P]); their KV cache is gathered to the n rows (a differentiable
-    index, so every row's gradient reaches its prompt) and the completions run on top of it.
-    The last completion token is never fed: nothing is predicted from it.
+    last: torch.Tensor  # [g, H] hidden state at each prompt's last token
+    keys: list[torch.Tensor]  # per layer [g, kv_heads, P, head_dim]
+    values: list[torch.Tensor]  # per layer [g, kv_heads, P, head_dim]
+    mask: torch.Tensor  # [g, P] 1 on real prompt tokens (left-padded)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.last, *self.keys, *self.values]
+
+    def detached(self) -> "PromptStates":
+        """A copy whose tensors are leaves requiring grad: the completions' backward passes stop
+        there and accumulate into ``.grad``; :meth:`backward_from` then runs the prompts' backward once."""
+        leaf = lambda t: t.detach().requires_grad_(True)  # noqa: E731
+        return PromptStates(leaf(self.last), [leaf(k) for k in self.keys], [leaf(v) for v in self.values], self.mask)
+
+    def backward_from(self, leaves: "PromptStates") -> None:
+        """Backpropagate the gradients accumulated in ``leaves`` (see :meth:`detached`) through the prompts."""
+        pairs = [
+            (t, leaf.grad) for t, leaf in zip(self.tensors(), leaves.tensors(), strict=True) if leaf.grad is not None
+        ]
+        if pairs and pairs[0][0].requires_grad:
+            torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
+
+
+def encode_prompts(body, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> PromptStates:
+    """One body pass over left-padded prompts [g, P]."""
+    positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)
+    out = body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
+    layers = out.past_key_values.layers
+    return PromptStates(out.last_hidden_state[:, -1], [c.keys for c in layers], [c.values for c in layers], prompt_mask)
+
+
+def completion_hidden(body, prompts: PromptStates, prompt_of, targets, token_mask) -> torch.Tensor:
+    """Hidden states [n, T, H] whose next-token logits predict each completion token [n, T]: the
+    prompt's last state for token 0, the completion's own states after it.
+
+    Row i continues prompt ``prompt_of[i]``: the prompt's KV is gathered to the rows (a
+    differentiable index, so every row's gradient reaches its prompt) and the completions run on
+    top of it. The last completion token is never fed: nothing is predicted from it.
     """
-    positions = (batch.prompt_mask.cumsum(1) - 1).clamp(min=0)
-    out = body(input_ids=batch.prompt_ids, attention_mask=batch.prompt_mask, position_ids=positions, use_cache=True)
-    first = out.last_hidden_state[:, -1][batch.prompt_of].unsqueeze(1)  # [n, 1, H]
-    steps = batch.targets.shape[1]
+    first = prompts.last[prompt_of].unsqueeze(1)  # [n, 1, H]
+    steps = targets.shape[1]
     if steps == 1:
         return first
     cache = DynamicCache()
-    for layer, cached in enumerate(out.past_key_values.layers):
-        cache.update(cached.keys[batch.prompt_of], cached.values[batch.prompt_of], layer)
-    prompt_mask = batch.prompt_mask[batch.prompt_of]  # [n, P]
-    feed = batch.targets[:, :-1]  # [n, T-1]
+    for layer, (keys, values) in enumerate(zip(prompts.keys, prompts.values, strict=True)):
+        cache.update(keys[prompt_of], values[prompt_of], layer)
+    prompt_mask = prompts.mask[prompt_of]  # [n, P]
+    feed = targets[:, :-1]  # [n, T-1]
     rest = body(
         input_ids=feed,
-        attention_mask=torch.cat([prompt_mask, batch.token_mask[:, :-1]], dim=1),
+        attention_mask=torch.cat([prompt_mask, token_mask[:, :-1]], dim=1),
         position_ids=prompt_mask.sum(1, keepdim=True) + torch.arange(steps - 1, device=feed.device),
         past_key_values=cache,
         use_cache=True,
@@ -160,30 +191,30 @@ def predictor_hidden(body, batch: MicroBatch) -> torch.Tensor:
     return torch.cat([first, rest], dim=1)
 
 
-def _chunk_logprobs(head, hidden, targets, temperature: float, entropy_grad: bool):
-    logp_all = torch.log_softmax(head(hidden).float() / temperature, dim=-1)  # [c, V]
-    chosen = logp_all.gather(1, targets.unsqueeze(1)).squeeze(1)
-    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-        entropy = -(logp_all.exp() * logp_all).sum(dim=-1)
-    return chosen, entropy
+def predictor_hidden(body, batch: MicroBatch, prompts: PromptStates | None = None, prompt_of=None) -> torch.Tensor:
+    """:func:`completion_hidden` of a micro-batch: over its own prompts, or over ``prompts``
+    computed once for the whole step (then ``prompt_of`` [n] indexes them)."""
+    if prompts is None:
+        prompts, prompt_of = encode_prompts(body, batch.prompt_ids, batch.prompt_mask), batch.prompt_of
+    return completion_hidden(body, prompts, prompt_of, batch.targets, batch.token_mask)
 
 
-def head_logprobs(head, hidden, targets, temperature: float, chunk: int, entropy_grad: bool = False):
-    """Log-prob [M] of each target and the entropy [M] of each next-token distribution from hidden
-    states [M, H], in chunks of ``chunk`` tokens (0: one chunk). With gradients on, each chunk is
-    checkpointed: only its hidden states are kept and its [chunk, V] logits are recomputed in the
-    backward pass (about 7% more head FLOPs at a 49k vocabulary, for O(chunk x V) peak memory)."""
-    size = chunk or hidden.shape[0]
-    chosen, entropy = [], []
-    for start in range(0, hidden.shape[0], size):
-        args = (head, hidden[start : start + size], targets[start : start + size], temperature, entropy_grad)
-        if torch.is_grad_enabled() and chunk:
-            c, e = checkpoint(_chunk_logprobs, *args, use_reentrant=False)
-        else:
-            c, e = _chunk_logprobs(*args)
-        chosen.append(c)
-        entropy.append(e)
-    return torch.cat(chosen), torch.cat(entropy)
+def step_prompts(micro_batches: list[MicroBatch]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """The distinct prompts of all ``micro_batches``, once: ids [G, P] and mask [G, P] (left-padded),
+    and for each micro-batch the index [n] of each row's prompt among them."""
+    table: dict[tuple[int, ...], int] = {}
+    local_to_global = []
+    for mb in micro_batches:
+        keys = [tuple(ids[m > 0].tolist()) for ids, m in zip(mb.prompt_ids, mb.prompt_mask, strict=True)]
+        local = torch.tensor([table.setdefault(k, len(table)) for k in keys], dtype=torch.long)
+        local_to_global.append(local[mb.prompt_of.cpu()])
+    width = max(len(k) for k in table)
+    ids = torch.zeros((len(table), width), dtype=torch.long)
+    mask = torch.zeros((len(table), width), dtype=torch.long)
+    for key, g in table.items():
+        ids[g, width - len(key) :] = torch.tensor(key, dtype=torch.long)
+        mask[g, width - len(key) :] = 1
+    return ids, mask, local_to_global
 
 
 def completion_logprobs(
@@ -193,11 +224,14 @@ def completion_logprobs(
     with_entropy: bool = False,
     entropy_grad: bool = False,
     chunk: int = DEFAULT_LOGPROB_CHUNK,
+    prompts: PromptStates | None = None,
+    prompt_of: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs [n, T] of the completion tokens under ``model`` (and entropies [n, T]; with
-    ``entropy_grad`` they carry gradients, for an entropy bonus); 0 where the mask is 0."""
+    ``entropy_grad`` they carry gradients, for an entropy bonus); 0 where the mask is 0. The
+    prompts are the micro-batch's own, or ``prompts`` computed once per step (see :func:`predictor_hidden`)."""
     body, head = _body_and_head(model)
-    hidden = predictor_hidden(body, batch)  # [n, T, H]
+    hidden = predictor_hidden(body, batch, prompts, prompt_of)  # [n, T, H]
     valid = batch.mask > 0  # [n, T]
     if not valid.any():
         zeros = hidden.sum() * 0.0 + torch.zeros_like(batch.mask)
@@ -222,6 +256,7 @@ class LossSettings:
     kl_estimator: str = "k3"
     entropy_coef: float = 0.0
     tis_cap: float | None = None
+    share_prompts: bool = True  # each distinct prompt runs once per optimizer step, for all its rows
 
 
 @torch.no_grad()
@@ -266,8 +301,19 @@ def update_step(
     total_loss = 0.0
     device = next(model.parameters()).device
     optimizer.zero_grad(set_to_none=True)
-    for mb in micro_batches:
+    prompts = leaves = ref_prompts = None
+    rows_prompt = [None] * len(micro_batches)
+    if settings.share_prompts:  # the prompts' forward once; their backward once, after every micro-batch's
+        prompt_ids, prompt_mask, rows_prompt = step_prompts(micro_batches)
+        prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+        prompts = encode_prompts(_body_and_head(model)[0], prompt_ids, prompt_mask)
+        leaves = prompts.detached()
+        if kl_estimator is not None:
+            with torch.no_grad():
+                ref_prompts = encode_prompts(_body_and_head(ref_model)[0], prompt_ids, prompt_mask)
+    for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
         mb = mb.to(device)
+        prompt_of = None if prompt_of is None else prompt_of.to(device)
         logprobs, entropy = completion_logprobs(
             model,
             mb,
@@ -275,6 +321,8 @@ def update_step(
             with_entropy=True,
             entropy_grad=settings.entropy_coef > 0,
             chunk=settings.logprob_chunk,
+            prompts=leaves,
+            prompt_of=prompt_of,
         )
         per_token, loss_metrics = call_with(
             policy_loss, logprobs, mb.old_logprobs, mb.advantages, mb.mask, **settings.hparams
@@ -285,7 +333,14 @@ def update_step(
             per_token = per_token * is_weights
         if kl_estimator is not None:
             with torch.no_grad():
-                ref_logprobs, _ = completion_logprobs(ref_model, mb, settings.temperature, chunk=settings.logprob_chunk)
+                ref_logprobs, _ = completion_logprobs(
+                    ref_model,
+                    mb,
+                    settings.temperature,
+                    chunk=settings.logprob_chunk,
+                    prompts=ref_prompts,
+                    prompt_of=prompt_of,
+                )
             kl, _ = kl_estimator(logprobs, ref_logprobs)
             per_token = per_token + settings.kl_coef * kl * mb.mask
             record("kl", (kl.detach() * mb.mask).sum().item() / max(tokens, 1), tokens)
@@ -308,6 +363,8 @@ def update_step(
         record("entropy", (entropy.detach() * mb.mask).sum().item() / max(tokens, 1), tokens)
         mismatch = ((logprobs.detach() - mb.rollout_logprobs).abs() * mb.mask).sum().item() / max(tokens, 1)
         record("logprob_mismatch", mismatch, tokens)
+    if prompts is not None:
+        prompts.backward_from(leaves)
     params = [p for p in model.parameters() if p.requires_grad]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm).item()
     if not torch.isfinite(torch.tensor(grad_norm)):

@@ -18,10 +18,11 @@ def train_rows(run_dir):
 
 
 def test_tiny_random_learns_a_trivial_reward(tiny_config, tmp_path):
-    """Mean reward rises from below 0.2 to above 0.8 within 25 steps (GRPO, PPO clip)."""
-    run_dir = train(tiny_config("train.steps=25", "checkpoint.export_final=false"), tmp_path / "run")
+    """Mean reward rises from below 0.25 to above 0.8 within 40 steps (GRPO, PPO clip). The take-off
+    step depends on the sample stream (steps 5-28 over the seeds and code versions tried), hence 40."""
+    run_dir = train(tiny_config("train.steps=40", "checkpoint.export_final=false"), tmp_path / "run")
     rewards = [r["train/reward"] for r in train_rows(run_dir)]
-    assert len(rewards) == 25
+    assert len(rewards) == 40
     assert sum(rewards[:3]) / 3 < 0.25
     assert sum(rewards[-3:]) / 3 > 0.8
 

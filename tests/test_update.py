@@ -130,7 +130,13 @@ def update_gradients(rows, advantages, size: int, share: bool, chunk: int = 0, e
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     settings = LossSettings(
-        "ppo_clip", "token_mean", 1.0, SETTINGS.hparams, entropy_coef=entropy_coef, logprob_chunk=chunk
+        "ppo_clip",
+        "token_mean",
+        1.0,
+        SETTINGS.hparams,
+        entropy_coef=entropy_coef,
+        logprob_chunk=chunk,
+        share_prompts=share,
     )
     batches = make_micro_batches(rows, per_token(rows, advantages), size=size, pad_id=0, share_prompts=share)
     metrics = update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
@@ -177,18 +183,21 @@ def test_chunked_logprobs_give_the_same_loss_and_gradients(entropy_coef):
 
 def test_chunked_head_keeps_less_memory_for_the_backward_pass(model):
     """Saved-for-backward bytes of the head: O(chunk x vocab) chunked, O(tokens x vocab) whole."""
-    from rlvr.update import head_logprobs
+    from rlvr.head import head_logprobs
 
     head = model.get_output_embeddings()
     hidden = torch.randn(64, head.in_features, requires_grad=True)
     targets = torch.randint(0, head.out_features, (64,))
 
+    parameters = {p.data_ptr() for p in model.parameters()}
+
     def saved_bytes(chunk: int) -> int:
         total = 0
 
-        def pack(t):
+        def pack(t):  # what the backward pass keeps alive beyond the parameters themselves
             nonlocal total
-            total += t.numel() * t.element_size()
+            if t.data_ptr() not in parameters:
+                total += t.numel() * t.element_size()
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -199,3 +208,37 @@ def test_chunked_head_keeps_less_memory_for_the_backward_pass(model):
     vocab_row = head.out_features * 4
     assert whole >= 64 * vocab_row  # at least one [tokens, vocab] float32 tensor kept
     assert chunked < 8 * vocab_row  # nothing vocabulary-wide kept beyond one chunk's worth
+
+
+def test_each_prompt_runs_once_per_optimizer_step(monkeypatch):
+    """However the rows of a group fall across micro-batches, the prompts' forward runs once, on
+    the distinct prompts; without sharing, once per row."""
+    import rlvr.update as update
+
+    encoded = []
+    real = update.encode_prompts
+
+    def counting(body, prompt_ids, prompt_mask):
+        encoded.append(int(prompt_mask.sum()))
+        return real(body, prompt_ids, prompt_mask)
+
+    monkeypatch.setattr(update, "encode_prompts", counting)
+    rows = grouped_rows(prompts=3, group=4)
+    distinct_tokens = sum(len(p) for p in {tuple(c.prompt_ids) for c in rows})
+    batches, _, _ = update_gradients(rows, [1.0] * len(rows), size=3, share=True)
+    assert len(batches) == 4 and encoded == [distinct_tokens]
+    encoded.clear()
+    update_gradients(rows, [1.0] * len(rows), size=3, share=False)
+    assert sum(encoded) == sum(len(c.prompt_ids) for c in rows)
+
+
+def test_step_prompts_maps_rows_to_distinct_prompts():
+    from rlvr.update import step_prompts
+
+    rows = grouped_rows(prompts=2, group=3)
+    batches = make_micro_batches(rows, per_token(rows, [1.0] * len(rows)), size=4, pad_id=0)
+    ids, mask, rows_prompt = step_prompts(batches)
+    assert ids.shape[0] == 2
+    for batch, prompt_of in zip(batches, rows_prompt, strict=True):
+        for r, i in enumerate(batch.index.tolist()):
+            assert ids[prompt_of[r]][mask[prompt_of[r]] > 0].tolist() == rows[i].prompt_ids

@@ -41,7 +41,11 @@ VARIANTS: list[tuple[str, list[str]]] = [
     ("rollout.engine=hf", ["rollout.engine=hf"]),
     ("train.shared_prompt=false", ["train.shared_prompt=false"]),
     ("train.logprob_chunk=0", ["train.logprob_chunk=0"]),
-    ("all off", ["rollout.engine=hf", "train.shared_prompt=false", "train.logprob_chunk=0"]),
+    ("train.reuse_freed_memory=false", ["train.reuse_freed_memory=false"]),
+    (
+        "all off",
+        ["rollout.engine=hf", "train.shared_prompt=false", "train.logprob_chunk=0", "train.reuse_freed_memory=false"],
+    ),
 ]
 PAUSE_S = 0.3  # between two contenders' steps: lets the last one's OpenMP threads stop spinning
 

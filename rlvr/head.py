@@ -1,0 +1,149 @@
+"""Token log-probs and entropies through the language-model head, fused and chunked.
+
+The update needs, at each trained token, log pi(y_t) = z_y - logsumexp(z) and the entropy
+H = logsumexp(z) - sum_j p_j z_j of the next-token distribution, where z = W h / temperature.
+Autograd over ``log_softmax(head(h))`` keeps a [tokens, vocab] float32 tensor per step of the
+chain (logits, log-softmax, its exp) for the backward pass, and its backward walks them again
+(division by the temperature, gather's scatter, log-softmax's backward): at a 49k vocabulary
+that is most of the update's non-matmul time and its peak memory.
+
+:class:`FusedLogprobHead` keeps only the hidden states and two numbers per token (logsumexp and
+entropy). Its backward recomputes each chunk's logits and applies the closed-form gradient
+
+    d log p_y / dz = onehot(y) - p          d H / dz = -p * (log p + H)
+
+so a chunk costs one matmul forward and three in the backward (the recompute, dh, dW), with about
+four elementwise passes over [chunk, vocab]; peak memory is O(chunk x vocab). Why by hand: the
+fused linear-cross-entropy kernels that do this (Liger, Apple's cut-cross-entropy) are Triton/CUDA
+only and compute a loss, not per-token log-probs and entropies with their own upstream gradients.
+
+Limits: a plain ``nn.Linear`` head without bias (Llama, Qwen, SmolLM2, GPT-NeoX heads); a head
+with a bias or wrapped by an adapter falls back to :func:`checkpointed_logprobs`, the autograd
+version under activation checkpointing (same numbers, more memory traffic).
+"""
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half-precision models, the model's own dtype from float32 up."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _chunk_logits(hidden: torch.Tensor, weight: torch.Tensor, temperature: float) -> torch.Tensor:
+    logits = (hidden @ weight.t()).to(_accumulation_dtype(weight.dtype))  # [c, V]
+    return logits.div_(temperature) if temperature != 1.0 else logits
+
+
+def _chunk_forward(hidden, weight, targets, temperature: float):
+    """(chosen log-prob [c], logsumexp [c], entropy [c]) of one chunk, with two [c, V] buffers."""
+    logits = _chunk_logits(hidden, weight, temperature)  # [c, V]
+    top = logits.amax(dim=1, keepdim=True)  # [c, 1]
+    probs = torch.sub(logits, top).exp_()  # [c, V], unnormalized
+    total = probs.sum(dim=1, keepdim=True)  # [c, 1]
+    lse = (top + total.log()).squeeze(1)  # [c]
+    probs.div_(total)
+    expected_logit = torch.bmm(probs.unsqueeze(1), logits.unsqueeze(2)).view(-1)  # [c]: sum_j p_j z_j
+    chosen = logits.gather(1, targets.unsqueeze(1)).squeeze(1) - lse
+    return chosen, lse, lse - expected_logit
+
+
+class FusedLogprobHead(torch.autograd.Function):
+    """(hidden [M, H], weight [V, H], targets [M]) -> (log-prob of each target [M], entropy [M]),
+    in chunks of ``chunk`` rows; differentiable in hidden and weight (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, temperature: float, chunk: int, entropy_grad: bool):
+        chosen, lse, entropy = [], [], []
+        with torch.no_grad():
+            for start in range(0, hidden.shape[0], chunk):
+                c, s, e = _chunk_forward(
+                    hidden[start : start + chunk], weight, targets[start : start + chunk], temperature
+                )
+                chosen.append(c)
+                lse.append(s)
+                entropy.append(e)
+        chosen, lse, entropy = torch.cat(chosen), torch.cat(lse), torch.cat(entropy)
+        ctx.save_for_backward(hidden, weight, targets, lse, entropy)
+        ctx.temperature, ctx.chunk, ctx.entropy_grad = temperature, chunk, entropy_grad
+        if not entropy_grad:
+            ctx.mark_non_differentiable(entropy)
+        return chosen, entropy
+
+    @staticmethod
+    def backward(ctx, grad_chosen, grad_entropy):
+        hidden, weight, targets, lse, entropy = ctx.saved_tensors
+        temperature, chunk = ctx.temperature, ctx.chunk
+        use_entropy = ctx.entropy_grad and grad_entropy is not None
+        grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        grad_weight = (
+            torch.zeros(weight.shape, dtype=_accumulation_dtype(weight.dtype), device=weight.device)
+            if ctx.needs_input_grad[1]
+            else None
+        )
+        if grad_chosen is None:
+            grad_chosen = torch.zeros_like(lse)
+        for start in range(0, hidden.shape[0], chunk):
+            rows = slice(start, start + chunk)
+            h = hidden[rows]
+            logp = _chunk_logits(h, weight, temperature).sub_(lse[rows].unsqueeze(1))  # [c, V]: log p
+            probs = logp.exp()  # [c, V]
+            g = grad_chosen[rows].unsqueeze(1)  # [c, 1]
+            if use_entropy:  # d H / dz = -p (log p + H)
+                logp.add_(entropy[rows].unsqueeze(1)).mul_(probs).mul_(-grad_entropy[rows].unsqueeze(1))
+                grad_logits = probs.mul_(-g).add_(logp)
+            else:
+                grad_logits = probs.mul_(-g)
+            grad_logits.scatter_add_(1, targets[rows].unsqueeze(1), g)  # + onehot(y) * g
+            if temperature != 1.0:
+                grad_logits.div_(temperature)
+            grad_logits = grad_logits.to(weight.dtype)
+            if grad_hidden is not None:
+                grad_hidden[rows] = grad_logits @ weight
+            if grad_weight is not None:
+                grad_weight.addmm_(grad_logits.t(), h.to(grad_logits.dtype))
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(weight.dtype)
+        return grad_hidden, grad_weight, None, None, None, None
+
+
+def fusable(head: nn.Module) -> bool:
+    """Whether :class:`FusedLogprobHead` computes this head: a plain bias-free ``nn.Linear``."""
+    return type(head) is nn.Linear and head.bias is None
+
+
+def _autograd_chunk(head, hidden, targets, temperature: float, entropy_grad: bool):
+    logits = head(hidden)
+    logp_all = torch.log_softmax(logits.to(_accumulation_dtype(logits.dtype)) / temperature, dim=-1)  # [c, V]
+    chosen = logp_all.gather(1, targets.unsqueeze(1)).squeeze(1)
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        entropy = -(logp_all.exp() * logp_all).sum(dim=-1)
+    return chosen, entropy
+
+
+def checkpointed_logprobs(head, hidden, targets, temperature: float, chunk: int, entropy_grad: bool = False):
+    """Autograd version for any head: each chunk under activation checkpointing (only its hidden
+    states are kept; its [chunk, V] logits are recomputed in the backward pass); ``chunk`` 0 runs
+    one plain chunk (the whole [M, V] log-softmax is kept: the memory-hungry baseline)."""
+    size = chunk or max(hidden.shape[0], 1)
+    chosen, entropy = [], []
+    for start in range(0, hidden.shape[0], size):
+        args = (head, hidden[start : start + size], targets[start : start + size], temperature, entropy_grad)
+        if torch.is_grad_enabled() and chunk:
+            c, e = checkpoint(_autograd_chunk, *args, use_reentrant=False)
+        else:
+            c, e = _autograd_chunk(*args)
+        chosen.append(c)
+        entropy.append(e)
+    return torch.cat(chosen), torch.cat(entropy)
+
+
+def head_logprobs(head, hidden, targets, temperature: float, chunk: int, entropy_grad: bool = False):
+    """Log-prob [M] of each target and the entropy [M] of each next-token distribution, from hidden
+    states [M, H]. Fused (:class:`FusedLogprobHead`) when the head allows and ``chunk`` > 0; the
+    entropy carries gradient only with ``entropy_grad`` (an entropy bonus in the loss)."""
+    if chunk and fusable(head):
+        return FusedLogprobHead.apply(hidden, head.weight, targets, float(temperature), chunk, entropy_grad)
+    return checkpointed_logprobs(head, hidden, targets, temperature, chunk, entropy_grad)
