@@ -374,7 +374,9 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optim = config.optim
-    optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+    optimizer = torch.optim.AdamW(  # fused: one kernel over all parameters (CPU and CUDA) instead of ~10 passes
+        params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay, fused=device.type in ("cpu", "cuda")
+    )
     total_updates = config.train.steps * config.train.inner_epochs * config.train.mini_batches
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(optim.schedule, optim.warmup_steps, total_updates)
