@@ -80,15 +80,23 @@ def test_flop_counts_by_hand():
 
 
 def test_key_ratios_compare_rlvr_with_trl_and_variants():
-    def row(name, step, peak, kind="rlvr"):
+    def row(name, step, peak, kind="rlvr", tokens=100.0):
         summary = {key: {"median": step, "min": step, "max": step} for key in ("step_s", "rollout_s", "update_s")}
-        steps = [{"warmup": k == 0, "metrics": {"time/step": step * (k + 1)}} for k in range(3)]
+        steps = [
+            {"warmup": k == 0, "metrics": {"time/step": step * (k + 1), "tokens/generated": tokens}} for k in range(3)
+        ]
         return {"name": name, "kind": kind, "status": "ok", "summary": summary, "peak_mib": peak, "steps": steps}
 
-    rows = [row("rlvr", 10.0, 900.0), row("train.logprob_chunk=0", 11.0, 1200.0), row("trl", 30.0, 1000.0, "trl")]
+    rows = [
+        row("rlvr", 10.0, 900.0),
+        row("train.logprob_chunk=0", 11.0, 1200.0),
+        row("trl", 30.0, 1000.0, "trl", tokens=150.0),
+    ]
     ratios = key_ratios(rows)
     assert ratios["trl_over_rlvr_step_s"] == 3.0 and ratios["rlvr_peak_over_trl_peak"] == 0.9
     assert ratios["trl_over_rlvr_step_s_paired"] == 3.0  # rounds 2 and 3: 60 / 20 and 90 / 30
+    # TRL's completions were 1.5x longer: (150 s / 300 tokens) / (50 s / 200 tokens) = 2
+    assert ratios["trl_over_rlvr_step_s_per_generated_token"] == pytest.approx(2.0)
     assert ratios["logprob_chunk_peak_drop_mib"] == 300.0 and ratios["logprob_chunk_peak_drop_frac"] == 0.25
     assert rows[1]["vs_default"]["step_s"] == 1.1 and rows[1]["vs_default"]["peak_mib_diff"] == 300.0
 
