@@ -79,6 +79,17 @@ def make_micro_batches(
     ]
 
 
+def left_padded(prompts: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id sequences as ids [g, P] left-padded with ``pad_id``, and their mask [g, P]."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for k, tokens in enumerate(prompts):
+        ids[k, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
+        mask[k, width - len(tokens) :] = 1
+    return ids, mask
+
+
 def _collate(
     completions: list[Completion], index: list[int], per_token: dict[str, torch.Tensor], pad_id: int, share: bool
 ):
@@ -90,12 +101,7 @@ def _collate(
         key = tuple(c.prompt_ids) if share else (r, *c.prompt_ids)
         prompt_of.append(prompts.setdefault(key, len(prompts)))
     distinct = [rows[prompt_of.index(k)].prompt_ids for k in range(len(prompts))]
-    width = max(len(p) for p in distinct)
-    prompt_ids = torch.full((len(distinct), width), pad_id, dtype=torch.long)
-    prompt_mask = torch.zeros((len(distinct), width), dtype=torch.long)
-    for k, ids in enumerate(distinct):
-        prompt_ids[k, width - len(ids) :] = torch.tensor(ids)
-        prompt_mask[k, width - len(ids) :] = 1
+    prompt_ids, prompt_mask = left_padded(distinct, pad_id)
     steps = max(max(len(c.token_ids) for c in rows), 1)
     targets = torch.full((n, steps), 0, dtype=torch.long)
     token_mask = torch.zeros((n, steps), dtype=torch.long)
@@ -208,12 +214,7 @@ def step_prompts(micro_batches: list[MicroBatch]) -> tuple[torch.Tensor, torch.T
         keys = [tuple(ids[m > 0].tolist()) for ids, m in zip(mb.prompt_ids, mb.prompt_mask, strict=True)]
         local = torch.tensor([table.setdefault(k, len(table)) for k in keys], dtype=torch.long)
         local_to_global.append(local[mb.prompt_of.cpu()])
-    width = max(len(k) for k in table)
-    ids = torch.zeros((len(table), width), dtype=torch.long)
-    mask = torch.zeros((len(table), width), dtype=torch.long)
-    for key, g in table.items():
-        ids[g, width - len(key) :] = torch.tensor(key, dtype=torch.long)
-        mask[g, width - len(key) :] = 1
+    ids, mask = left_padded(list(table), pad_id=0)  # dicts keep insertion order: row g is prompt g
     return ids, mask, local_to_global
 
 
