@@ -19,7 +19,7 @@ from rlvr.registry import call_with
 from rlvr.rewards import score
 from rlvr.rollout import SamplingParams, generate
 from rlvr.types import Completion, Example
-from rlvr.update import MicroBatch, completion_logprobs, per_row
+from rlvr.update import MicroBatch, body_and_head, completion_logprobs, per_row
 
 
 @dataclass
@@ -114,13 +114,24 @@ def token_width(completions: list[Completion]) -> int:
     return max((len(c.token_ids) for c in completions), default=1) or 1
 
 
-def reference_kl(ref_model, micro_batches: list[MicroBatch], count: int, width: int, estimator, temperature: float):
-    """Per-token KL(rollout policy || reference) [count, width], rows in completion order."""
+def reference_kl(
+    ref_model,
+    micro_batches: list[MicroBatch],
+    count: int,
+    width: int,
+    estimator,
+    temperature: float,
+    share_prompts: bool = True,
+):
+    """Per-token KL(rollout policy || reference) [count, width], rows in completion order; with
+    ``share_prompts`` each distinct prompt runs once through the reference model."""
 
-    def kl(mb: MicroBatch) -> torch.Tensor:
-        return estimator(mb.rollout_logprobs, completion_logprobs(ref_model, mb, temperature)[0])[0]
+    def kl(mb: MicroBatch, prompts, prompt_of) -> torch.Tensor:
+        ref_logprobs, _ = completion_logprobs(ref_model, mb, temperature, prompts=prompts, prompt_of=prompt_of)
+        return estimator(mb.rollout_logprobs, ref_logprobs)[0]
 
-    return per_row(micro_batches, count, width, next(ref_model.parameters()).device, kl)
+    body = body_and_head(ref_model)[0] if share_prompts else None
+    return per_row(micro_batches, count, width, next(ref_model.parameters()).device, kl, body=body)
 
 
 def group_advantages(

@@ -11,7 +11,7 @@ from torch import nn
 
 from rlvr.algos.critic import value_loss
 from rlvr.models import load_model
-from rlvr.update import MicroBatch, per_row, predictor_hidden
+from rlvr.update import MicroBatch, PromptStates, per_row, predictor_hidden, prompts_of_step
 
 
 class ValueModel(nn.Module):
@@ -22,8 +22,9 @@ class ValueModel(nn.Module):
         nn.init.zeros_(self.head.weight)  # start at V = 0: early advantages are the raw returns
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, batch: MicroBatch) -> torch.Tensor:
-        hidden = predictor_hidden(self.body, batch)  # [n, T, H]: the state before each completion token
+    def forward(self, batch: MicroBatch, prompts: PromptStates | None = None, prompt_of=None) -> torch.Tensor:
+        """V [n, T]; ``prompts``/``prompt_of`` as in :func:`rlvr.update.predictor_hidden`."""
+        hidden = predictor_hidden(self.body, batch, prompts, prompt_of)  # [n, T, H]: the state before each token
         return self.head(hidden.float()).squeeze(-1) * batch.mask  # [n, T]
 
 
@@ -34,9 +35,13 @@ def build_critic(name: str, policy_name: str, dtype: str, seed: int, device: tor
     return ValueModel(base.get_decoder(), base.config.hidden_size).to(device)
 
 
-def values_for(critic: ValueModel, micro_batches: list[MicroBatch], count: int, width: int) -> torch.Tensor:
-    """V for every completion token, rows in the original completion order: [count, width]."""
-    return per_row(micro_batches, count, width, next(critic.parameters()).device, critic)
+def values_for(
+    critic: ValueModel, micro_batches: list[MicroBatch], count: int, width: int, share_prompts: bool = True
+) -> torch.Tensor:
+    """V for every completion token, rows in the original completion order: [count, width]; with
+    ``share_prompts`` each distinct prompt runs once for the step."""
+    body = critic.body if share_prompts else None
+    return per_row(micro_batches, count, width, next(critic.parameters()).device, critic, body=body)
 
 
 def token_rewards(rewards: list[float], lengths: list[int], width: int, kl: torch.Tensor | None, kl_coef: float):
@@ -51,20 +56,35 @@ def token_rewards(rewards: list[float], lengths: list[int], width: int, kl: torc
 
 
 def critic_update(
-    critic: ValueModel, optimizer, micro_batches: list[MicroBatch], *, value_clip: float, max_grad_norm: float
+    critic: ValueModel,
+    optimizer,
+    micro_batches: list[MicroBatch],
+    *,
+    value_clip: float,
+    max_grad_norm: float,
+    share_prompts: bool = True,
 ) -> dict[str, float]:
-    """One optimizer step on the clipped value loss, token-mean over the batch."""
+    """One optimizer step on the clipped value loss, token-mean over the batch. With
+    ``share_prompts`` each distinct prompt runs forward and backward once for the step, as in
+    :func:`rlvr.update.update_step`."""
     device = next(critic.parameters()).device
     tokens = float(sum(mb.mask.sum().item() for mb in micro_batches))
     optimizer.zero_grad(set_to_none=True)
+    prompts = leaves = None
+    rows_prompt = [None] * len(micro_batches)
+    if share_prompts:
+        prompts, rows_prompt = prompts_of_step(critic.body, micro_batches, device)
+        leaves = prompts.detached()
     total = 0.0
-    for mb in micro_batches:
+    for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
         mb = mb.to(device)
-        values = critic(mb)
+        values = critic(mb, leaves, prompt_of)
         per_token, _ = value_loss(values, mb.old_values, mb.returns, mb.mask, value_clip=value_clip)
         loss = (per_token * mb.mask).sum() / max(tokens, 1.0)
         loss.backward()
         total += loss.item()
+    if prompts is not None:
+        prompts.backward_from(leaves)
     grad_norm = torch.nn.utils.clip_grad_norm_(critic.parameters(), max_grad_norm).item()
     optimizer.step()
     return {"critic/loss": total, "critic/grad_norm": grad_norm}

@@ -34,7 +34,7 @@ from rlvr.rollout import SamplingParams, make_engine
 from rlvr.samplers import ShuffledSampler
 from rlvr.tasks import make_task
 from rlvr.types import Completion, Example
-from rlvr.update import LossSettings, completion_logprobs, make_micro_batches, per_row, update_step
+from rlvr.update import LossSettings, body_and_head, completion_logprobs, make_micro_batches, per_row, update_step
 
 
 @dataclass
@@ -143,7 +143,9 @@ def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, floa
     kl = None
     if cfg.algo.kl_in_reward and run.kl_coef > 0:
         estimator = KL_ESTIMATORS.get(cfg.algo.kl_estimator)
-        kl = reference_kl(run.ref_model, micro, len(kept), width, estimator, cfg.rollout.temperature)
+        kl = reference_kl(
+            run.ref_model, micro, len(kept), width, estimator, cfg.rollout.temperature, cfg.train.shared_prompt
+        )
         sequence_kl = kl.sum(dim=1)
         metrics["train/kl"] = (sequence_kl.sum() / max(sum(lengths), 1)).item()
         if run.critic is None:
@@ -151,7 +153,7 @@ def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, floa
     if run.critic is None:
         per_token, adv_metrics = group_advantages(cfg, rewards, width, lengths)
         return {"advantages": per_token, **extra}, metrics | adv_metrics
-    values = values_for(run.critic, micro, len(kept), width)
+    values = values_for(run.critic, micro, len(kept), width, cfg.train.shared_prompt)
     mask = torch.zeros(len(kept), width)
     for i, length in enumerate(lengths):
         mask[i, :length] = 1.0
@@ -168,10 +170,14 @@ def trainer_old_logprobs(run: Run, micro, count: int, width: int) -> tuple[torch
     """For truncated importance sampling: the trainer's log-probs [count, width] before this step's
     updates become the old policy's; each token is then weighted by min(pi_trainer / pi_rollout, cap)."""
     temperature, chunk = run.config.rollout.temperature, run.config.train.logprob_chunk
-    old = per_row(micro, count, width, next(run.model.parameters()).device,
-                  lambda mb: completion_logprobs(run.model, mb, temperature, chunk=chunk)[0])  # fmt: skip
-    rollout = per_row(micro, count, width, torch.device("cpu"), lambda mb: mb.rollout_logprobs)
-    mask = per_row(micro, count, width, torch.device("cpu"), lambda mb: mb.mask)
+
+    def logprobs(mb, prompts, prompt_of) -> torch.Tensor:
+        return completion_logprobs(run.model, mb, temperature, chunk=chunk, prompts=prompts, prompt_of=prompt_of)[0]
+
+    body = body_and_head(run.model)[0] if run.config.train.shared_prompt else None
+    old = per_row(micro, count, width, next(run.model.parameters()).device, logprobs, body=body)
+    rollout = per_row(micro, count, width, torch.device("cpu"), lambda mb, *_: mb.rollout_logprobs)
+    mask = per_row(micro, count, width, torch.device("cpu"), lambda mb, *_: mb.mask)
     _, metrics = truncated_is_weights(old, rollout, mask, cap=run.config.algo.tis_cap)
     return old, metrics
 
@@ -225,6 +231,7 @@ def policy_updates(run: Run, completions: list[Completion], per_token: dict[str,
                     micro,
                     value_clip=cfg.critic.value_clip,
                     max_grad_norm=cfg.optim.max_grad_norm,
+                    share_prompts=cfg.train.shared_prompt,
                 )
             per_update.append(metrics)
     metrics = {key: sum(m.get(key, 0.0) for m in per_update) / len(per_update) for key in per_update[-1]}

@@ -130,7 +130,7 @@ def _collate(
     )  # fmt: skip
 
 
-def _body_and_head(model):
+def body_and_head(model):
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.get_decoder(), base.get_output_embeddings()
 
@@ -231,7 +231,7 @@ def completion_logprobs(
     """Log-probs [n, T] of the completion tokens under ``model`` (and entropies [n, T]; with
     ``entropy_grad`` they carry gradients, for an entropy bonus); 0 where the mask is 0. The
     prompts are the micro-batch's own, or ``prompts`` computed once per step (see :func:`predictor_hidden`)."""
-    body, head = _body_and_head(model)
+    body, head = body_and_head(model)
     hidden = predictor_hidden(body, batch, prompts, prompt_of)  # [n, T, H]
     valid = batch.mask > 0  # [n, T]
     if not valid.any():
@@ -260,15 +260,29 @@ class LossSettings:
     share_prompts: bool = True  # each distinct prompt runs once per optimizer step, for all its rows
 
 
+def prompts_of_step(body, micro_batches: list[MicroBatch], device) -> tuple[PromptStates, list[torch.Tensor]]:
+    """The step's distinct prompts encoded once by ``body`` (with gradient if enabled), and for
+    each micro-batch the index [n] of each row's prompt among them (on ``device``)."""
+    prompt_ids, prompt_mask, rows_prompt = step_prompts(micro_batches)
+    prompts = encode_prompts(body, prompt_ids.to(device), prompt_mask.to(device))
+    return prompts, [index.to(device) for index in rows_prompt]
+
+
 @torch.no_grad()
-def per_row(micro_batches: list[MicroBatch], count: int, width: int, device, fn) -> torch.Tensor:
-    """Run ``fn`` (micro-batch -> [n, T]) on each micro-batch without gradient and place the results
-    at the batch's rows: [count, width], rows in completion order, 0 on masked positions. The one
-    pass for reference KL, critic values and the trainer's own old log-probs."""
+def per_row(micro_batches: list[MicroBatch], count: int, width: int, device, fn, body=None) -> torch.Tensor:
+    """Run ``fn(micro_batch, prompts, prompt_of)`` -> [n, T] on each micro-batch without gradient
+    and place the results at the batch's rows: [count, width], rows in completion order, 0 on
+    masked positions. The one pass for reference KL, critic values and the trainer's own old
+    log-probs. With ``body`` (the decoder ``fn`` runs), each distinct prompt of the step is
+    encoded once (:func:`prompts_of_step`) and handed to ``fn``; without, ``fn`` gets None, None
+    and each micro-batch encodes its own prompts."""
+    prompts, rows_prompt = None, [None] * len(micro_batches)
+    if body is not None:
+        prompts, rows_prompt = prompts_of_step(body, micro_batches, device)
     out = torch.zeros(count, width)
-    for mb in micro_batches:
+    for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
         mb = mb.to(device)
-        values = (fn(mb) * mb.mask).float().cpu()
+        values = (fn(mb, prompts, prompt_of) * mb.mask).float().cpu()
         out[mb.index.cpu(), : values.shape[1]] = values
     return out
 
@@ -305,16 +319,13 @@ def update_step(
     prompts = leaves = ref_prompts = None
     rows_prompt = [None] * len(micro_batches)
     if settings.share_prompts:  # the prompts' forward once; their backward once, after every micro-batch's
-        prompt_ids, prompt_mask, rows_prompt = step_prompts(micro_batches)
-        prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
-        prompts = encode_prompts(_body_and_head(model)[0], prompt_ids, prompt_mask)
+        prompts, rows_prompt = prompts_of_step(body_and_head(model)[0], micro_batches, device)
         leaves = prompts.detached()
         if kl_estimator is not None:
             with torch.no_grad():
-                ref_prompts = encode_prompts(_body_and_head(ref_model)[0], prompt_ids, prompt_mask)
+                ref_prompts, _ = prompts_of_step(body_and_head(ref_model)[0], micro_batches, device)
     for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
         mb = mb.to(device)
-        prompt_of = None if prompt_of is None else prompt_of.to(device)
         logprobs, entropy = completion_logprobs(
             model,
             mb,
