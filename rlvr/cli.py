@@ -140,7 +140,7 @@ def cmd_eval(args) -> int:
     else:
         model, tokenizer = load_model(model_name, config.model.dtype, seed=config.train.seed)
     model.to(resolve_device(config.train.device))
-    engine = make_engine(config.rollout.engine, model, tokenizer, config.eval.batch_size)
+    engine = make_engine(config.rollout.engine, model, tokenizer, config.eval.batch_size, config.rollout.packed_weights)
     sampling = SamplingParams(
         max_new_tokens=config.eval.max_new_tokens or config.rollout.max_new_tokens,
         temperature=config.eval.temperature,

@@ -59,6 +59,7 @@ class RolloutConfig(Section):
     top_p: float = Field(1.0, gt=0, le=1)
     stop: list[str] = []  # extra stop strings besides the tokenizer's eos
     batch_size: int = Field(64, ge=1)  # sequences generated together
+    packed_weights: bool = True  # fast engine on CPU: linears on oneDNN-reordered weights (rlvr.packed)
     dynamic_sampling: bool = False  # DAPO: drop groups whose rewards all agree, sample more prompts
     max_sampling_rounds: int = Field(3, ge=1)  # bound on rounds per step when dynamic_sampling is on
 

@@ -17,6 +17,10 @@ four elementwise passes over [chunk, vocab]; peak memory is O(chunk x vocab). Wh
 fused linear-cross-entropy kernels that do this (Liger, Apple's cut-cross-entropy) are Triton/CUDA
 only and compute a loss, not per-token log-probs and entropies with their own upstream gradients.
 
+On CPU in float32 the logits (forward and recompute) run through oneDNN on a weight reordered
+once per call (``rlvr.packed``): MKL's sgemm at the update's few hundred rows per micro-batch
+and a 49k vocabulary ran at 51 GFLOP/s against oneDNN's 134 (335 vs 127 ms at 300 rows).
+
 Limits: a plain ``nn.Linear`` head without bias (Llama, Qwen, SmolLM2, GPT-NeoX heads); a head
 with a bias or wrapped by an adapter falls back to :func:`checkpointed_logprobs`, the autograd
 version under activation checkpointing (same numbers, more memory traffic).
@@ -26,20 +30,24 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from rlvr.packed import pack_weight, packed_linear
+
 
 def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """float32 for half-precision models, the model's own dtype from float32 up."""
     return torch.promote_types(dtype, torch.float32)
 
 
-def _chunk_logits(hidden: torch.Tensor, weight: torch.Tensor, temperature: float) -> torch.Tensor:
-    logits = (hidden @ weight.t()).to(_accumulation_dtype(weight.dtype))  # [c, V]
+def _chunk_logits(hidden: torch.Tensor, weight: torch.Tensor, temperature: float, packed=None) -> torch.Tensor:
+    """z = W h / T [c, V]; through ``packed`` (oneDNN, ``rlvr.packed``) when given."""
+    logits = hidden @ weight.t() if packed is None else packed_linear(packed, None, hidden)
+    logits = logits.to(_accumulation_dtype(weight.dtype))  # [c, V]
     return logits.div_(temperature) if temperature != 1.0 else logits
 
 
-def _chunk_forward(hidden, weight, targets, temperature: float):
+def _chunk_forward(hidden, weight, targets, temperature: float, packed=None):
     """(chosen log-prob [c], logsumexp [c], entropy [c]) of one chunk, with two [c, V] buffers."""
-    logits = _chunk_logits(hidden, weight, temperature)  # [c, V]
+    logits = _chunk_logits(hidden, weight, temperature, packed)  # [c, V]
     top = logits.amax(dim=1, keepdim=True)  # [c, 1]
     probs = torch.sub(logits, top).exp_()  # [c, V], unnormalized
     total = probs.sum(dim=1, keepdim=True)  # [c, 1]
@@ -57,17 +65,18 @@ class FusedLogprobHead(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, temperature: float, chunk: int, entropy_grad: bool):
         chosen, lse, entropy = [], [], []
+        packed = pack_weight(weight)  # the forward and the backward's recompute both read it
         with torch.no_grad():
             for start in range(0, hidden.shape[0], chunk):
                 c, s, e = _chunk_forward(
-                    hidden[start : start + chunk], weight, targets[start : start + chunk], temperature
+                    hidden[start : start + chunk], weight, targets[start : start + chunk], temperature, packed
                 )
                 chosen.append(c)
                 lse.append(s)
                 entropy.append(e)
         chosen, lse, entropy = torch.cat(chosen), torch.cat(lse), torch.cat(entropy)
         ctx.save_for_backward(hidden, weight, targets, lse, entropy)
-        ctx.temperature, ctx.chunk, ctx.entropy_grad = temperature, chunk, entropy_grad
+        ctx.temperature, ctx.chunk, ctx.entropy_grad, ctx.packed = temperature, chunk, entropy_grad, packed
         if not entropy_grad:
             ctx.mark_non_differentiable(entropy)
         return chosen, entropy
@@ -88,7 +97,7 @@ class FusedLogprobHead(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk):
             rows = slice(start, start + chunk)
             h = hidden[rows]
-            logp = _chunk_logits(h, weight, temperature).sub_(lse[rows].unsqueeze(1))  # [c, V]: log p
+            logp = _chunk_logits(h, weight, temperature, ctx.packed).sub_(lse[rows].unsqueeze(1))  # [c, V]: log p
             probs = logp.exp()  # [c, V]
             g = grad_chosen[rows].unsqueeze(1)  # [c, 1]
             if use_entropy:  # d H / dz = -p (log p + H)
@@ -106,6 +115,7 @@ class FusedLogprobHead(torch.autograd.Function):
                 grad_weight.addmm_(grad_logits.t(), h.to(grad_logits.dtype))
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
+        ctx.packed = None
         return grad_hidden, grad_weight, None, None, None, None
 
 

@@ -396,7 +396,9 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     # and the rollout stream must not depend on whether the cache was warm.
     random.seed(config.train.seed)
     torch.manual_seed(config.train.seed)
-    engine = make_engine(config.rollout.engine, model, tokenizer, config.rollout.batch_size)
+    engine = make_engine(
+        config.rollout.engine, model, tokenizer, config.rollout.batch_size, config.rollout.packed_weights
+    )
     sampler = ShuffledSampler(len(train_set), config.train.seed)
     run = Run(
         config, run_dir, model, ref_model, tokenizer, engine, train_set, eval_set, verifier,

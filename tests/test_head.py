@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from rlvr.head import FusedLogprobHead, checkpointed_logprobs, fusable, head_logprobs
+from rlvr.packed import available
 
 
 def test_fused_head_matches_hand_computed_values():
@@ -69,3 +70,31 @@ def test_only_plain_bias_free_linear_heads_are_fused():
     assert fusable(nn.Linear(4, 9, bias=False))
     assert not fusable(nn.Linear(4, 9, bias=True))
     assert not fusable(nn.Sequential(nn.Linear(4, 9, bias=False)))
+
+
+@pytest.mark.skipif(not available(), reason="this torch build has no oneDNN")
+def test_float32_head_runs_on_packed_weights_with_the_autograd_numbers(monkeypatch):
+    """On CPU in float32 the forward and the backward's recompute go through oneDNN on a weight
+    reordered once per call; values and gradients stay those of the autograd log-softmax."""
+    import rlvr.head
+
+    calls = []
+    real = rlvr.head.packed_linear
+    monkeypatch.setattr(rlvr.head, "packed_linear", lambda *a: calls.append(1) or real(*a))
+    g = torch.Generator().manual_seed(1)
+    head = nn.Linear(16, 300, bias=False)
+    hidden = torch.randn(37, 16, generator=g)
+    targets = torch.randint(0, 300, (37,), generator=g)
+
+    def run(fn):
+        h = hidden.clone().requires_grad_(True)
+        head.weight.grad = None
+        chosen, entropy = fn(h)
+        (chosen.sum() + 0.5 * entropy.sum()).backward()
+        return chosen.detach(), entropy.detach(), h.grad, head.weight.grad.clone()
+
+    fused = run(lambda h: head_logprobs(head, h, targets, 0.8, 10, entropy_grad=True))
+    assert len(calls) == 2 * 4  # 4 chunks of 10 rows: forward and recompute
+    plain = run(lambda h: checkpointed_logprobs(head, h, targets, 0.8, 0, entropy_grad=True))
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -39,12 +39,19 @@ from rlvr.errors import ConfigError
 # Each of rlvr's speed and memory optimizations switched off alone, then all together.
 VARIANTS: list[tuple[str, list[str]]] = [
     ("rollout.engine=hf", ["rollout.engine=hf"]),
+    ("rollout.packed_weights=false", ["rollout.packed_weights=false"]),
     ("train.shared_prompt=false", ["train.shared_prompt=false"]),
     ("train.logprob_chunk=0", ["train.logprob_chunk=0"]),
     ("train.reuse_freed_memory=false", ["train.reuse_freed_memory=false"]),
     (
         "all off",
-        ["rollout.engine=hf", "train.shared_prompt=false", "train.logprob_chunk=0", "train.reuse_freed_memory=false"],
+        [
+            "rollout.engine=hf",
+            "rollout.packed_weights=false",
+            "train.shared_prompt=false",
+            "train.logprob_chunk=0",
+            "train.reuse_freed_memory=false",
+        ],
     ),
 ]
 PAUSE_S = 0.3  # between two contenders' steps: lets the last one's OpenMP threads stop spinning

@@ -113,7 +113,8 @@ def cut_at_stop(text: str, stop: list[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def make_engine(name: str, model, tokenizer, batch_size: int) -> RolloutEngine:
+def make_engine(name: str, model, tokenizer, batch_size: int, packed_weights: bool = True) -> RolloutEngine:
+    """``packed_weights``: the fast engine decodes with oneDNN-reordered weights on CPU (rlvr.packed)."""
     if name == "hf":
         from rlvr.rollout.hf import HFGenerateEngine
 
@@ -121,5 +122,5 @@ def make_engine(name: str, model, tokenizer, batch_size: int) -> RolloutEngine:
     if name == "fast":
         from rlvr.rollout.fast import FastEngine
 
-        return FastEngine(model, tokenizer, batch_size=batch_size)
+        return FastEngine(model, tokenizer, batch_size=batch_size, packed_weights=packed_weights)
     raise ValueError(f"unknown rollout engine {name!r}")

@@ -75,9 +75,10 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from rlvr.packed import packed_linears
 from rlvr.rollout import Sample, SamplingParams, cut_at_stop, trim_at_stop
 
-STATS = ("prefill_rows", "prefill_tokens", "decode_row_steps", "chunks", "dropped_columns")
+STATS = ("prefill_rows", "prefill_tokens", "decode_row_steps", "chunks", "dropped_columns", "packed_linears")
 
 
 class SlabLayer(DynamicLayer):
@@ -246,15 +247,18 @@ class FastEngine:
 
     ``last_stats`` after each ``continue_ids``: prefill_rows (distinct prefixes prefilled),
     prefill_tokens, decode_row_steps (rows x forward steps actually computed), chunks,
-    dropped_columns (left-padding columns cut once the rows that needed them finished).
+    dropped_columns (left-padding columns cut once the rows that needed them finished),
+    packed_linears (layers running on oneDNN-reordered weights, ``rlvr.packed``; 0 off CPU
+    or with ``packed_weights=False``).
     """
 
     preallocate = True  # False: grow the cache with torch.cat (transformers' DynamicLayer), for comparison
 
-    def __init__(self, model, tokenizer, batch_size: int = 64) -> None:
+    def __init__(self, model, tokenizer, batch_size: int = 64, packed_weights: bool = True) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.packed_weights = packed_weights
         self.last_stats: dict[str, int] = {}
 
     def update_weights(self, model) -> None:
@@ -270,10 +274,12 @@ class FastEngine:
         was_training = self.model.training
         self.model.eval()
         try:
-            for chunk in plan_chunks(group_prefixes(prefixes), self.batch_size):
-                rows = [r for _, piece in chunk for r in piece]
-                for r, sample in zip(rows, self._run_chunk(chunk, sampling), strict=True):
-                    samples[r] = sample
+            with packed_linears(self.model, self.packed_weights) as packed:
+                self.last_stats["packed_linears"] = packed
+                for chunk in plan_chunks(group_prefixes(prefixes), self.batch_size):
+                    rows = [r for _, piece in chunk for r in piece]
+                    for r, sample in zip(rows, self._run_chunk(chunk, sampling), strict=True):
+                        samples[r] = sample
         finally:
             self.model.train(was_training)
         return samples  # type: ignore[return-value]
