@@ -10,6 +10,10 @@ to it); faster because:
 - **Finished rows leave.** After eos, a stop string or the length bound, a row's cache entries,
   mask and position are dropped, and leading mask columns that only padding uses any more are
   cut off, so each step computes only the rows still running.
+- **Weights reordered once per call** (CPU, float32; ``packed_weights``): every ``nn.Linear``
+  runs through oneDNN on a reordered copy (``rlvr.packed``) instead of MKL's sgemm, which repacks
+  the weight on every call; at a decode step's few rows that was 1.3-2x per layer and 2-4x on the
+  vocabulary head. The default rollout went from 94 to 118-120 tok/s in ``rlvr bench``.
 - **No [steps, batch, vocab] logits.** The sampled token's log-prob is taken per step from the
   live rows' logits; no logits processors or stopping-criteria machinery runs per step.
 
