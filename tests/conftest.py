@@ -39,3 +39,19 @@ def tiny_config():
         return load_config(None, [*TINY_OVERRIDES, *overrides])
 
     return make
+
+
+@pytest.fixture
+def count_encodes(monkeypatch):
+    """The prompt tokens of each ``rlvr.update.encode_prompts`` call, in order (the prompts' forward passes)."""
+    import rlvr.update
+
+    encoded = []
+    real = rlvr.update.encode_prompts
+
+    def counting(body, prompt_ids, prompt_mask):
+        encoded.append(int(prompt_mask.sum()))
+        return real(body, prompt_ids, prompt_mask)
+
+    monkeypatch.setattr(rlvr.update, "encode_prompts", counting)
+    return encoded

@@ -5,7 +5,6 @@ prompts give."""
 import pytest
 import torch
 
-import rlvr.update as update
 from rlvr.batch import reference_kl
 from rlvr.critic import ValueModel, critic_update, values_for
 from rlvr.models import tiny_random
@@ -22,20 +21,6 @@ def batches_of(rows, size: int, share: bool):
         "old_values": torch.randn(len(rows), width, generator=g) * 0.1,
     }
     return make_micro_batches(rows, per_token, size=size, pad_id=0, share_prompts=share), width
-
-
-@pytest.fixture
-def count_encodes(monkeypatch):
-    """Prompt tokens each call of ``encode_prompts`` ran on."""
-    encoded = []
-    real = update.encode_prompts
-
-    def counting(body, prompt_ids, prompt_mask):
-        encoded.append(int(prompt_mask.sum()))
-        return real(body, prompt_ids, prompt_mask)
-
-    monkeypatch.setattr(update, "encode_prompts", counting)
-    return encoded
 
 
 def test_per_row_shares_prompts_and_gives_the_same_logprobs(count_encodes):

@@ -210,19 +210,10 @@ def test_chunked_head_keeps_less_memory_for_the_backward_pass(model):
     assert chunked < 8 * vocab_row  # nothing vocabulary-wide kept beyond one chunk's worth
 
 
-def test_each_prompt_runs_once_per_optimizer_step(monkeypatch):
+def test_each_prompt_runs_once_per_optimizer_step(count_encodes):
     """However the rows of a group fall across micro-batches, the prompts' forward runs once, on
     the distinct prompts; without sharing, once per row."""
-    import rlvr.update as update
-
-    encoded = []
-    real = update.encode_prompts
-
-    def counting(body, prompt_ids, prompt_mask):
-        encoded.append(int(prompt_mask.sum()))
-        return real(body, prompt_ids, prompt_mask)
-
-    monkeypatch.setattr(update, "encode_prompts", counting)
+    encoded = count_encodes
     rows = grouped_rows(prompts=3, group=4)
     distinct_tokens = sum(len(p) for p in {tuple(c.prompt_ids) for c in rows})
     batches, _, _ = update_gradients(rows, [1.0] * len(rows), size=3, share=True)
