@@ -109,3 +109,25 @@ def test_random_qwen_has_the_real_shape_and_decodes_out_of_vocab_ids():
     assert sum(p.numel() for p in model.parameters()) == 494_032_768
     assert model.config.vocab_size == 151936 > len(tokenizer)
     assert tokenizer.decode([151935, 300, 100_000], skip_special_tokens=True) == tokenizer.decode([300])
+
+
+def test_render_prints_notes_and_errors_verbatim():
+    """Notes and child errors hold brackets (pip extras, key paths) that rich would read as markup."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from rlvr.bench.summary import render
+
+    failed = {"name": "trl", "status": "error", "message": "ConfigError: pip install 'rlvr[bench]'"}
+    result = {
+        "contenders": [failed],
+        "settings": {"steps": 1, "warmup": 0},
+        "ceiling": {},
+        "ratios": {},
+        "notes": ["TRL skipped: not installed (pip install 'rlvr[bench]')"],
+    }
+    out = StringIO()
+    render(result, Console(file=out, width=300))
+    text = out.getvalue()
+    assert "(pip install 'rlvr[bench]')" in text and "ConfigError: pip install 'rlvr[bench]'" in text

@@ -148,6 +148,7 @@ def _flops(value: float | None) -> str:
 
 def render(result: dict, console) -> None:
     """The table (one row per contender or variant) and the lines with the ceiling and key ratios."""
+    from rich.markup import escape as rich_escape
     from rich.table import Table
 
     rows = result["contenders"]
@@ -158,7 +159,8 @@ def render(result: dict, console) -> None:
         table.add_column(header, justify="left" if not header else "right")
     for row in rows:
         if row["status"] != "ok":
-            table.add_row(row["name"], f"{row['status']}: {row['message']}"[:100], *[""] * (len(headers)))
+            message = rich_escape(f"{row['status']}: {row['message']}"[:100])
+            table.add_row(row["name"], message, *[""] * (len(headers)))
             continue
         s = row["summary"]
         step = s.get("step_s")
@@ -203,4 +205,4 @@ def render(result: dict, console) -> None:
             f"({100 * k['logprob_chunk_peak_drop_frac']:.1f}%) than with train.logprob_chunk=0"
         )
     for note in result["notes"]:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False)  # notes hold pip extras like rlvr[bench]
