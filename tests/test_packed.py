@@ -58,3 +58,44 @@ def test_restored_after_an_error_and_skipped_when_off_or_not_float32(model):
     assert not any(packable(m) for m in half.modules())
     with packed_linears(half) as count:
         assert count == 0
+
+
+def test_reorder_once_hands_out_one_copy_within_the_block():
+    from rlvr.packed import _HELD, pack_weight, reorder_once
+
+    weight = torch.randn(64, 32)
+    assert pack_weight(weight) is not pack_weight(weight)  # outside a block: a fresh reorder per call
+    with reorder_once(weight) as held:
+        assert held
+        first = pack_weight(weight)
+        assert pack_weight(weight) is first and pack_weight(weight.detach()) is first
+        assert pack_weight(torch.randn(64, 32)) is not first  # another weight is not served from it
+        with reorder_once(weight) as nested:  # an enclosing block keeps its copy
+            assert nested and pack_weight(weight) is first
+        assert pack_weight(weight) is first
+    assert not _HELD
+    with pytest.raises(KeyError), reorder_once(weight):
+        raise KeyError("inside")
+    assert not _HELD
+    with reorder_once(weight.to(torch.bfloat16)) as held:
+        assert not held and not _HELD
+
+
+def test_update_reorders_the_fused_head_once_per_optimizer_step(monkeypatch):
+    """The tied [vocab, hidden] head weight is reordered once for all micro-batches of a step."""
+    import rlvr.packed
+    from tests.test_update import grouped_rows, update_gradients
+
+    reorders = []
+    real = rlvr.packed._reorder
+
+    def counting(weight):
+        reorders.append(tuple(weight.shape))
+        return real(weight)
+
+    monkeypatch.setattr(rlvr.packed, "_reorder", counting)
+    rows = grouped_rows(prompts=3, group=4)
+    batches, _, _ = update_gradients(rows, [1.0] * len(rows), size=3, share=True, chunk=8)
+    model, _ = tiny_random(seed=1)
+    head_shape = tuple(model.get_output_embeddings().weight.shape)
+    assert len(batches) == 4 and reorders == [head_shape]

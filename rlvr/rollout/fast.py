@@ -268,7 +268,7 @@ class FastEngine:
     def update_weights(self, model) -> None:
         self.model = model
 
-    @torch.no_grad()
+    @torch.inference_mode()  # no view or version tracking: about 3% off a rollout against no_grad
     def continue_ids(self, prefixes: list[list[int]], sampling: SamplingParams) -> list[Sample]:
         for i, prefix in enumerate(prefixes):
             if not prefix:
