@@ -206,7 +206,7 @@ def run_bench(
     overrides: list[str],
     out: Path,
     steps: int = 3,
-    warmup: int = 1,
+    warmup: int = 2,
     trl: bool = True,
     variants: bool | list[tuple[str, list[str]]] = False,
     interleave: bool = True,

@@ -16,7 +16,7 @@ def add_bench_command(commands) -> None:
     bench.add_argument("recipe", nargs="?", help="recipe name or YAML path; default: grpo")
     bench.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.name=random:qwen2.5-0.5b")
     bench.add_argument("--steps", type=int, default=3, help="measured steps per contender (default 3)")
-    bench.add_argument("--warmup", type=int, default=1, help="warm-up steps, run and not summarized (default 1)")
+    bench.add_argument("--warmup", type=int, default=2, help="warm-up steps, run and not summarized (default 2)")
     bench.add_argument("--out", default=None, help="folder for bench.json and logs (default runs/bench-<time>)")
     bench.add_argument("--no-trl", action="store_true", help="skip TRL's GRPOTrainer")
     bench.add_argument("--variants", action="store_true", help="also run rlvr with each optimization switched off")
