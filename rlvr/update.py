@@ -25,6 +25,7 @@ import torch
 from transformers import DynamicCache
 
 from rlvr.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
+from rlvr.attention import masked_gqa
 from rlvr.errors import TrainingError
 from rlvr.head import fusable, head_logprobs
 from rlvr.packed import reorder_once
@@ -167,7 +168,8 @@ class PromptStates:
 def encode_prompts(body, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> PromptStates:
     """One body pass over left-padded prompts [g, P]."""
     positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)
-    out = body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
+    with masked_gqa(prompt_ids.device):
+        out = body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
     layers = out.past_key_values.layers
     return PromptStates(out.last_hidden_state[:, -1], [c.keys for c in layers], [c.values for c in layers], prompt_mask)
 
@@ -191,13 +193,14 @@ def completion_hidden(body, prompts: PromptStates, prompt_of, targets, token_mas
         cache.update(keys.index_select(0, prompt_of), values.index_select(0, prompt_of), layer)
     prompt_mask = prompts.mask[prompt_of]  # [n, P]
     feed = targets[:, :-1]  # [n, T-1]
-    rest = body(
-        input_ids=feed,
-        attention_mask=torch.cat([prompt_mask, token_mask[:, :-1]], dim=1),
-        position_ids=prompt_mask.sum(1, keepdim=True) + torch.arange(steps - 1, device=feed.device),
-        past_key_values=cache,
-        use_cache=True,
-    ).last_hidden_state  # [n, T-1, H]
+    with masked_gqa(feed.device):
+        rest = body(
+            input_ids=feed,
+            attention_mask=torch.cat([prompt_mask, token_mask[:, :-1]], dim=1),
+            position_ids=prompt_mask.sum(1, keepdim=True) + torch.arange(steps - 1, device=feed.device),
+            past_key_values=cache,
+            use_cache=True,
+        ).last_hidden_state  # [n, T-1, H]
     return torch.cat([first, rest], dim=1)
 
 
