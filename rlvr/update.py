@@ -323,15 +323,15 @@ def update_step(
     total_loss = 0.0
     device = next(model.parameters()).device
     optimizer.zero_grad(set_to_none=True)
+    body, head = body_and_head(model)
     prompts = leaves = ref_prompts = None
     rows_prompt = [None] * len(micro_batches)
     if settings.share_prompts:  # the prompts' forward once; their backward once, after every micro-batch's
-        prompts, rows_prompt = prompts_of_step(body_and_head(model)[0], micro_batches, device)
+        prompts, rows_prompt = prompts_of_step(body, micro_batches, device)
         leaves = prompts.detached()
         if kl_estimator is not None:
             with torch.no_grad():
                 ref_prompts, _ = prompts_of_step(body_and_head(ref_model)[0], micro_batches, device)
-    head = body_and_head(model)[1]
     # the fused head's weight is reordered for oneDNN once for all micro-batches (it changes only at the optimizer step)
     with reorder_once(head.weight) if fusable(head) else nullcontext():
         for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
