@@ -97,6 +97,7 @@ def test_key_ratios_compare_rlvr_with_trl_and_variants():
     assert ratios["trl_over_rlvr_step_s_paired"] == 3.0  # rounds 2 and 3: 60 / 20 and 90 / 30
     # TRL's completions were 1.5x longer: (150 s / 300 tokens) / (50 s / 200 tokens) = 2
     assert ratios["trl_over_rlvr_step_s_per_generated_token"] == pytest.approx(2.0)
+    assert ratios["rlvr_generated_tokens"] == 200.0 and ratios["trl_generated_tokens"] == 300.0
     assert ratios["logprob_chunk_peak_drop_mib"] == 300.0 and ratios["logprob_chunk_peak_drop_frac"] == 0.25
     assert rows[1]["vs_default"]["step_s"] == 1.1 and rows[1]["vs_default"]["peak_mib_diff"] == 300.0
 

@@ -99,12 +99,15 @@ def paired_ratio(a: dict, b: dict, key: str) -> float | None:
     return statistics.median([p for p in pairs if p is not None]) if any(p is not None for p in pairs) else None
 
 
+def measured_sum(row: dict, key: str) -> float:
+    """The sum of metric ``key`` over the measured (non-warm-up) steps."""
+    return sum(s["metrics"].get(key) or 0 for s in row.get("steps", []) if not s["warmup"])
+
+
 def seconds_per_token(row: dict) -> float | None:
     """Step seconds per generated token over the measured steps (sum / sum). Contenders draw
     different samples, so their completions differ in length; this ratio compares equal work."""
-    steps = [s for s in row.get("steps", []) if not s["warmup"]]
-    tokens = sum(s["metrics"].get("tokens/generated") or 0 for s in steps)
-    return ratio(sum(s["metrics"].get("time/step") or 0 for s in steps), tokens)
+    return ratio(measured_sum(row, "time/step"), measured_sum(row, "tokens/generated"))
 
 
 def key_ratios(rows: list[dict]) -> dict:
@@ -121,6 +124,8 @@ def key_ratios(rows: list[dict]) -> dict:
         out["rlvr_peak_over_trl_peak"] = ratio(rlvr["peak_mib"], trl["peak_mib"])
         out["trl_over_rlvr_step_s_paired"] = paired_ratio(trl, rlvr, "time/step")
         out["trl_over_rlvr_step_s_per_generated_token"] = ratio(seconds_per_token(trl), seconds_per_token(rlvr))
+        out["rlvr_generated_tokens"] = measured_sum(rlvr, "tokens/generated")  # the work behind the two ratios
+        out["trl_generated_tokens"] = measured_sum(trl, "tokens/generated")
     for row in rows:
         if row["kind"] == "rlvr" and row["name"] != "rlvr" and row["status"] == "ok" and rlvr:
             row["vs_default"] = {
@@ -189,7 +194,10 @@ def render(result: dict, console) -> None:
             + (f" (median of per-round ratios {paired:.2f}x)" if paired else "")
         )
         if k.get("trl_over_rlvr_step_s_per_generated_token"):
-            parts.append(f"per generated token {k['trl_over_rlvr_step_s_per_generated_token']:.2f}x")
+            parts.append(
+                f"per generated token {k['trl_over_rlvr_step_s_per_generated_token']:.2f}x "
+                f"(rlvr generated {k['rlvr_generated_tokens']:,.0f} tokens, TRL {k['trl_generated_tokens']:,.0f})"
+            )
     if k.get("rlvr_peak_over_trl_peak"):
         parts.append(f"rlvr peak / TRL peak = {k['rlvr_peak_over_trl_peak']:.2f}")
     if k.get("rlvr_update_ceiling_frac") is not None:
