@@ -12,7 +12,7 @@ Xeon AVX-512, 2 threads; same batches, alternating, 6 updates each): 6.44 s agai
 update (3 % less). One [8, 9, 47, 64] x [8, 3, 98, 64] attention call: 0.68 against 0.84 ms,
 bit-identical outputs.
 
-Limits: transformers versions that read the switch (5.x; an older one ignores it and copies
+Limits: transformers versions that read the switch (5.23 does; one that does not copies
 the heads as before, same numbers); CPU only (on CUDA a mask with GQA falls back to SDPA's slow
 math kernel); a user's own ``TRANSFORMERS_SDPA_FORCE_GQA`` is left as it is; models without GQA
 are unaffected; the switch is process-wide while the block runs (not for threads running other
