@@ -11,7 +11,7 @@ from torch import nn
 
 from rlvr.algos.critic import value_loss
 from rlvr.models import load_model
-from rlvr.update import MicroBatch, PromptStates, per_row, predictor_hidden, prompts_of_step
+from rlvr.update import MicroBatch, PromptStates, per_row, predictor_hidden, trained_prompts_of_step
 
 
 class ValueModel(nn.Module):
@@ -70,11 +70,7 @@ def critic_update(
     device = next(critic.parameters()).device
     tokens = float(sum(mb.mask.sum().item() for mb in micro_batches))
     optimizer.zero_grad(set_to_none=True)
-    prompts = leaves = None
-    rows_prompt = [None] * len(micro_batches)
-    if share_prompts:
-        prompts, rows_prompt = prompts_of_step(critic.body, micro_batches, device)
-        leaves = prompts.detached()
+    prompts, leaves, rows_prompt = trained_prompts_of_step(critic.body, micro_batches, device, share_prompts)
     total = 0.0
     for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
         mb = mb.to(device)

@@ -275,6 +275,17 @@ def prompts_of_step(body, micro_batches: list[MicroBatch], device) -> tuple[Prom
     return prompts, [index.to(device) for index in rows_prompt]
 
 
+def trained_prompts_of_step(body, micro_batches: list[MicroBatch], device, share: bool):
+    """For a gradient step: (prompts, leaves, index per micro-batch). With ``share`` the prompts
+    run forward once (:func:`prompts_of_step`) and the micro-batches read ``leaves``
+    (:meth:`PromptStates.detached`); call ``prompts.backward_from(leaves)`` after the last one.
+    Without, (None, None, [None, ...]): each micro-batch encodes its own prompts."""
+    if not share:
+        return None, None, [None] * len(micro_batches)
+    prompts, rows_prompt = prompts_of_step(body, micro_batches, device)
+    return prompts, prompts.detached(), rows_prompt
+
+
 @torch.no_grad()
 def per_row(micro_batches: list[MicroBatch], count: int, width: int, device, fn, body=None) -> torch.Tensor:
     """Run ``fn(micro_batch, prompts, prompt_of)`` -> [n, T] on each micro-batch without gradient
@@ -324,14 +335,12 @@ def update_step(
     device = next(model.parameters()).device
     optimizer.zero_grad(set_to_none=True)
     body, head = body_and_head(model)
-    prompts = leaves = ref_prompts = None
-    rows_prompt = [None] * len(micro_batches)
-    if settings.share_prompts:  # the prompts' forward once; their backward once, after every micro-batch's
-        prompts, rows_prompt = prompts_of_step(body, micro_batches, device)
-        leaves = prompts.detached()
-        if kl_estimator is not None:
-            with torch.no_grad():
-                ref_prompts, _ = prompts_of_step(body_and_head(ref_model)[0], micro_batches, device)
+    # the prompts' forward once; their backward once, after every micro-batch's
+    prompts, leaves, rows_prompt = trained_prompts_of_step(body, micro_batches, device, settings.share_prompts)
+    ref_prompts = None
+    if settings.share_prompts and kl_estimator is not None:
+        with torch.no_grad():
+            ref_prompts, _ = prompts_of_step(body_and_head(ref_model)[0], micro_batches, device)
     # the fused head's weight is reordered for oneDNN once for all micro-batches (it changes only at the optimizer step)
     with reorder_once(head.weight) if fusable(head) else nullcontext():
         for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
