@@ -1,9 +1,28 @@
-"""Grouped-query attention without copied key/value heads when a mask is given, on CPU.
+"""The update's attention: packed completions attending per row, and grouped-query attention
+without copied key/value heads.
 
-transformers' SDPA path expands the key/value heads to the query heads (``repeat_kv``, a copy of
-every layer's keys and values, and in the backward pass a reduction back) whenever an attention
-mask is passed, because CUDA's fused kernels take no mask together with GQA. The update always
-passes one (left-padded prompts, right-padded completions). torch's SDPA on CPU takes both a
+**Packed completions** (:class:`RowLayout`, :func:`rows_attention`, :func:`row_attention`;
+``train.packed_sequences``, on by default). The completions of a micro-batch run through the body
+as one sequence of their real tokens [1, N], so the linear layers, norms and MLPs (nearly all
+the FLOPs) compute no padding and get one tall matrix instead of n short ones. Only attention
+needs the rows apart: :func:`rows_attention`, registered with transformers' own extension point
+(``AttentionInterface``), scatters queries, keys and values to the padded [n, T] grid, puts each
+row's prompt keys/values in front, and runs SDPA with the same mask the padded pass uses; its
+output goes back to the packed order. Why not transformers' own packing (``position_ids`` that
+restart, flash-attention varlen): it needs CUDA kernels, and it cannot attend to a prompt's
+KV cache shared by the rows. Why not one packed sequence with a block-diagonal mask: dense
+attention over all N x N token pairs; with the default step's 32 rows in one sequence that is a
+third more FLOPs than the whole update.
+Limits: models whose attention goes through transformers' attention interface with full
+attention in every layer (:func:`packable`: Llama, Qwen2/3, SmolLM, ...; sliding windows and
+soft-capping fall back to the padded pass); the attention switch is made on the model's config
+while the body runs (not for threads running the same model at the same time).
+
+**Masked grouped-query attention** (:func:`masked_gqa`). transformers' SDPA path expands the
+key/value heads to the query heads (``repeat_kv``, a copy of every layer's keys and values, and
+in the backward pass a reduction back) whenever an attention mask is passed, because CUDA's
+fused kernels take no mask together with GQA. The update always passes one (left-padded
+prompts; completions when ``train.packed_sequences=false``). torch's SDPA on CPU takes both a
 mask and ``enable_gqa=True``; transformers passes that flag when ``TRANSFORMERS_SDPA_FORCE_GQA``
 is set, which :func:`masked_gqa` does for the duration of a forward pass on CPU.
 
@@ -22,8 +41,10 @@ models at the same time).
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
+from transformers import AttentionInterface
 
 FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"
 
@@ -40,3 +61,91 @@ def masked_gqa(device: torch.device) -> Iterator[bool]:
         yield True
     finally:
         os.environ.pop(FORCE_GQA, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Packed completions: the update's linear layers run on the real tokens only, attention per row.
+
+ROWS_ATTENTION = "rlvr_rows"  # the name under which rows_attention is registered with transformers
+
+
+@dataclass
+class RowLayout:
+    """Where each packed completion token sits in the padded [n, T] grid, and what it attends to.
+
+    The body runs on the N real tokens as one sequence [1, N] (no padding in the linear layers,
+    norms and MLPs, which are nearly all the FLOPs); attention alone scatters them back to the
+    grid and runs per row, on the row's prompt keys/values followed by its own tokens.
+    """
+
+    slot: torch.Tensor  # [N] flat grid index row * T + t of each packed token
+    rows: int  # n
+    width: int  # T
+    keys: list[torch.Tensor]  # per layer [n, kv_heads, P, head_dim]: each row's prompt keys
+    values: list[torch.Tensor]  # per layer [n, kv_heads, P, head_dim]
+    mask: torch.Tensor  # [n, 1, T, P + T] bool: the row's real prompt tokens, then causal over its own
+    layers_run: set = field(default_factory=set)  # layer indices whose attention ran here (a check)
+
+    def to_grid(self, packed: torch.Tensor) -> torch.Tensor:
+        """[1, heads, N, d] packed -> [n, heads, T, d] grid (zeros on padding)."""
+        flat = packed[0].transpose(0, 1)  # [N, heads, d]
+        grid = flat.new_zeros((self.rows * self.width, *flat.shape[1:])).index_copy(0, self.slot, flat)
+        return grid.view(self.rows, self.width, *flat.shape[1:]).transpose(1, 2)
+
+    def from_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        """[n, heads, T, d] grid -> [1, N, heads, d], the layout transformers expects back."""
+        flat = grid.transpose(1, 2).reshape(self.rows * self.width, *grid.shape[1:2], grid.shape[3])
+        return flat.index_select(0, self.slot).unsqueeze(0)
+
+
+def rows_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """transformers attention function (``AttentionInterface``) for packed completions; the
+    layout comes in the ``rlvr_rows`` keyword that transformers passes through to attention."""
+    layout: RowLayout | None = kwargs.get("rlvr_rows")
+    if layout is None:
+        raise RuntimeError(f"the {ROWS_ATTENTION!r} attention needs an rlvr_rows layout (rlvr's update sets it)")
+    if kwargs.get("sliding_window") or kwargs.get("softcap"):
+        raise RuntimeError("packed completions do not support sliding-window or soft-capped attention")
+    layer = module.layer_idx
+    keys = torch.cat([layout.keys[layer], layout.to_grid(key)], dim=2)
+    values = torch.cat([layout.values[layer], layout.to_grid(value)], dim=2)
+    grid = torch.nn.functional.scaled_dot_product_attention(
+        layout.to_grid(query),
+        keys,
+        values,
+        attn_mask=layout.mask,
+        dropout_p=dropout,
+        scale=scaling,
+        enable_gqa=keys.shape[1] != query.shape[1],
+    )
+    layout.layers_run.add(layer)
+    return layout.from_grid(grid), None
+
+
+AttentionInterface.register(ROWS_ATTENTION, rows_attention)
+
+
+def packable(body) -> bool:
+    """Whether ``body`` can run packed completions: a decoder whose attention goes through
+    transformers' attention interface with full (not sliding-window) attention in every layer."""
+    config = getattr(body, "config", None)
+    if config is None or not hasattr(config, "_attn_implementation_internal"):
+        return False
+    if getattr(config, "use_sliding_window", False) or getattr(config, "attn_logit_softcapping", None):
+        return False
+    types = getattr(config, "layer_types", None)
+    if types:
+        return all(t == "full_attention" for t in types)
+    return not getattr(config, "sliding_window", None)
+
+
+@contextmanager
+def row_attention(body) -> Iterator[None]:
+    """Within the block ``body``'s attention layers call :func:`rows_attention`."""
+    config = body.config
+    previous = config._attn_implementation_internal
+    config._attn_implementation_internal = ROWS_ATTENTION
+    try:
+        yield
+    finally:
+        config._attn_implementation_internal = previous

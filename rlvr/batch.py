@@ -122,12 +122,16 @@ def reference_kl(
     estimator,
     temperature: float,
     share_prompts: bool = True,
+    packed: bool = True,
 ):
     """Per-token KL(rollout policy || reference) [count, width], rows in completion order; with
-    ``share_prompts`` each distinct prompt runs once through the reference model."""
+    ``share_prompts`` each distinct prompt runs once through the reference model; ``packed`` as
+    in :func:`rlvr.update.completion_hidden`."""
 
     def kl(mb: MicroBatch, prompts, prompt_of) -> torch.Tensor:
-        ref_logprobs, _ = completion_logprobs(ref_model, mb, temperature, prompts=prompts, prompt_of=prompt_of)
+        ref_logprobs, _ = completion_logprobs(
+            ref_model, mb, temperature, prompts=prompts, prompt_of=prompt_of, packed=packed
+        )
         return estimator(mb.rollout_logprobs, ref_logprobs)[0]
 
     body = body_and_head(ref_model)[0] if share_prompts else None

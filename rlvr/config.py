@@ -129,6 +129,7 @@ class TrainConfig(Section):
     mini_batches: int = Field(1, ge=1)  # optimizer steps per inner epoch
     micro_batch_size: int = Field(8, ge=1)  # sequences per forward/backward (gradient accumulation)
     shared_prompt: bool = True  # forward each group's prompt once in the update; completions attend to it
+    packed_sequences: bool = True  # completions run through the update without padding (attention per row)
     logprob_chunk: int = Field(1024, ge=0)  # tokens per chunk of the LM head + log-softmax; 0: all at once
     seed: int = 0
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = all cores

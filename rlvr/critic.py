@@ -15,24 +15,28 @@ from rlvr.update import MicroBatch, PromptStates, per_row, predictor_hidden, tra
 
 
 class ValueModel(nn.Module):
-    def __init__(self, body: nn.Module, hidden_size: int) -> None:
+    def __init__(self, body: nn.Module, hidden_size: int, packed: bool = True) -> None:
         super().__init__()
         self.body = body
+        self.packed = packed  # completions without padding (rlvr.update.completion_hidden)
         self.head = nn.Linear(hidden_size, 1)
         nn.init.zeros_(self.head.weight)  # start at V = 0: early advantages are the raw returns
         nn.init.zeros_(self.head.bias)
 
     def forward(self, batch: MicroBatch, prompts: PromptStates | None = None, prompt_of=None) -> torch.Tensor:
         """V [n, T]; ``prompts``/``prompt_of`` as in :func:`rlvr.update.predictor_hidden`."""
-        hidden = predictor_hidden(self.body, batch, prompts, prompt_of)  # [n, T, H]: the state before each token
+        # [n, T, H]: the state before each token
+        hidden = predictor_hidden(self.body, batch, prompts, prompt_of, self.packed)
         return self.head(hidden.float()).squeeze(-1) * batch.mask  # [n, T]
 
 
-def build_critic(name: str, policy_name: str, dtype: str, seed: int, device: torch.device) -> ValueModel:
+def build_critic(
+    name: str, policy_name: str, dtype: str, seed: int, device: torch.device, packed: bool = True
+) -> ValueModel:
     """``name`` "policy" starts the critic's body from the policy's starting weights."""
     model, _ = load_model(policy_name if name == "policy" else name, dtype, seed=seed)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return ValueModel(base.get_decoder(), base.config.hidden_size).to(device)
+    return ValueModel(base.get_decoder(), base.config.hidden_size, packed).to(device)
 
 
 def values_for(

@@ -144,7 +144,14 @@ def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, floa
     if cfg.algo.kl_in_reward and run.kl_coef > 0:
         estimator = KL_ESTIMATORS.get(cfg.algo.kl_estimator)
         kl = reference_kl(
-            run.ref_model, micro, len(kept), width, estimator, cfg.rollout.temperature, cfg.train.shared_prompt
+            run.ref_model,
+            micro,
+            len(kept),
+            width,
+            estimator,
+            cfg.rollout.temperature,
+            cfg.train.shared_prompt,
+            cfg.train.packed_sequences,
         )
         sequence_kl = kl.sum(dim=1)
         metrics["train/kl"] = (sequence_kl.sum() / max(sum(lengths), 1)).item()
@@ -170,9 +177,12 @@ def trainer_old_logprobs(run: Run, micro, count: int, width: int) -> tuple[torch
     """For truncated importance sampling: the trainer's log-probs [count, width] before this step's
     updates become the old policy's; each token is then weighted by min(pi_trainer / pi_rollout, cap)."""
     temperature, chunk = run.config.rollout.temperature, run.config.train.logprob_chunk
+    packed = run.config.train.packed_sequences
 
     def logprobs(mb, prompts, prompt_of) -> torch.Tensor:
-        return completion_logprobs(run.model, mb, temperature, chunk=chunk, prompts=prompts, prompt_of=prompt_of)[0]
+        return completion_logprobs(
+            run.model, mb, temperature, chunk=chunk, prompts=prompts, prompt_of=prompt_of, packed=packed
+        )[0]
 
     body = body_and_head(run.model)[0] if run.config.train.shared_prompt else None
     old = per_row(micro, count, width, next(run.model.parameters()).device, logprobs, body=body)
@@ -203,6 +213,7 @@ def policy_updates(run: Run, completions: list[Completion], per_token: dict[str,
         tis_cap=cfg.algo.tis_cap,
         logprob_chunk=cfg.train.logprob_chunk,
         share_prompts=cfg.train.shared_prompt,
+        packed=cfg.train.packed_sequences,
     )
     per_update: list[dict[str, float]] = []
     for epoch in range(cfg.train.inner_epochs):
@@ -391,7 +402,14 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     critic = None
     if config.critic.model is not None:
         device = next(model.parameters()).device
-        critic = build_critic(config.critic.model, config.model.name, config.model.dtype, config.train.seed, device)
+        critic = build_critic(
+            config.critic.model,
+            config.model.name,
+            config.model.dtype,
+            config.train.seed,
+            device,
+            packed=config.train.packed_sequences,
+        )
     # Re-seed once every model exists: converting a model on a cold cache draws from the RNG,
     # and the rollout stream must not depend on whether the cache was warm.
     random.seed(config.train.seed)

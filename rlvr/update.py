@@ -2,13 +2,16 @@
 
 Layout: each distinct prompt runs through the body once per optimizer step ([G, P], left-padded,
 :func:`step_prompts`), however many rows continue it and whichever micro-batches they fall in.
-Its KV cache is gathered to the rows and the completions ([n, T], right-padded) attend to it:
-the G completions of a group share one prompt computation (at the default task the
-chat-templated prompt is over half of every sequence, so this about halves the update's FLOPs).
+Its KV cache is gathered to the rows and the completions attend to it: the G completions of a
+group share one prompt computation (at the default task the chat-templated prompt is over half
+of every sequence, so this about halves the update's FLOPs). The completions of a micro-batch
+run packed, their real tokens as one sequence, with attention per row
+(:func:`packed_completion_hidden`, :mod:`rlvr.attention`); the results land in a right-padded
+[n, T] grid.
 The prompts' outputs enter each micro-batch as detached leaves; their gradients accumulate there
 and the prompts' backward runs once after the last micro-batch (:class:`PromptStates`), so the
 sum of the gradients is exact. Rows are sorted by completion length before they are cut into
-micro-batches, so little compute goes to padding. The language-model head runs only where a
+micro-batches, so the attention grid pads little. The language-model head runs only where a
 loss is taken, fused and chunked (:mod:`rlvr.head`): no [tokens, vocab] float32 tensor of a
 whole micro-batch is ever held for the backward pass.
 
@@ -25,7 +28,7 @@ import torch
 from transformers import DynamicCache
 
 from rlvr.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
-from rlvr.attention import masked_gqa
+from rlvr.attention import RowLayout, masked_gqa, packable, row_attention
 from rlvr.errors import TrainingError
 from rlvr.head import fusable, head_logprobs
 from rlvr.packed import reorder_once
@@ -174,14 +177,18 @@ def encode_prompts(body, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) ->
     return PromptStates(out.last_hidden_state[:, -1], [c.keys for c in layers], [c.values for c in layers], prompt_mask)
 
 
-def completion_hidden(body, prompts: PromptStates, prompt_of, targets, token_mask) -> torch.Tensor:
+def completion_hidden(body, prompts: PromptStates, prompt_of, targets, token_mask, packed: bool = True) -> torch.Tensor:
     """Hidden states [n, T, H] whose next-token logits predict each completion token [n, T]: the
     prompt's last state for token 0, the completion's own states after it.
 
     Row i continues prompt ``prompt_of[i]``: the prompt's KV is gathered to the rows (a
     differentiable index, so every row's gradient reaches its prompt) and the completions run on
-    top of it. The last completion token is never fed: nothing is predicted from it.
+    top of it. The last completion token is never fed: nothing is predicted from it. With
+    ``packed`` (and a body that allows it, :func:`rlvr.attention.packable`) the completions run
+    without padding (:func:`packed_completion_hidden`); else right-padded to the longest row.
     """
+    if packed and packable(body):
+        return packed_completion_hidden(body, prompts, prompt_of, targets, token_mask)
     # index_select, not keys[prompt_of]: its backward is an index_add; advanced indexing's is an
     # accumulating index_put, 0.8 ms per layer tensor on the CPU (~0.2 s of a default update)
     first = prompts.last.index_select(0, prompt_of).unsqueeze(1)  # [n, 1, H]
@@ -204,12 +211,60 @@ def completion_hidden(body, prompts: PromptStates, prompt_of, targets, token_mas
     return torch.cat([first, rest], dim=1)
 
 
-def predictor_hidden(body, batch: MicroBatch, prompts: PromptStates | None = None, prompt_of=None) -> torch.Tensor:
+def packed_completion_hidden(body, prompts: PromptStates, prompt_of, targets, token_mask) -> torch.Tensor:
+    """:func:`completion_hidden` with the N fed tokens of all rows as one sequence [1, N]: the
+    linear layers, norms and MLPs (nearly all the FLOPs) never see padding; attention runs per
+    row on the padded grid (:func:`rlvr.attention.rows_attention`), each row on its prompt's
+    keys/values and then its own tokens, as in the padded pass.
+
+    Measured on the default recipe's update (AMD EPYC Zen 4, 2 threads, same batches,
+    alternating): 4.7-5.4 s against 5.1-5.8 s at 578 trained tokens, 7.8-8.6 against 8.8-9.2 s at
+    1,205, at 8 rows per micro-batch; equal outputs and gradients (``tests/test_update.py``).
+    """
+    n, steps = targets.shape
+    first = prompts.last.index_select(0, prompt_of)  # [n, H]
+    if steps == 1:
+        return first.unsqueeze(1)
+    width = steps - 1  # fed grid [n, T-1]: row r feeds its first len_r - 1 tokens
+    device = targets.device
+    fed = torch.arange(width, device=device) < (token_mask.sum(1, keepdim=True) - 1)  # [n, T-1]
+    slot = fed.flatten().nonzero().squeeze(1)  # [N]
+    prompt_mask = prompts.mask.index_select(0, prompt_of).bool()  # [n, P]
+    positions = prompt_mask.sum(1, keepdim=True) + torch.arange(width, device=device)  # [n, T-1]
+    causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()  # [T-1, T-1]
+    mask = torch.cat([prompt_mask.unsqueeze(1).expand(n, width, -1), causal & fed.unsqueeze(1)], dim=2).unsqueeze(
+        1
+    )  # [n, 1, T-1, P + T-1]
+    layout = RowLayout(
+        slot, n, width, [k.index_select(0, prompt_of) for k in prompts.keys],
+        [v.index_select(0, prompt_of) for v in prompts.values], mask,
+    )  # fmt: skip
+    with row_attention(body):
+        states = body(
+            input_ids=targets[:, :-1].flatten().index_select(0, slot).unsqueeze(0),
+            position_ids=positions.flatten().index_select(0, slot).unsqueeze(0),
+            use_cache=False,
+            rlvr_rows=layout,
+        ).last_hidden_state[0]  # [N, H]
+    if len(layout.layers_run) != len(layout.keys):
+        raise TrainingError(
+            f"packed completions: attention ran through rlvr in {len(layout.layers_run)} of {len(layout.keys)} "
+            "layers of this model; set train.packed_sequences=false"
+        )
+    grid = first.new_zeros((n * steps, first.shape[1]))
+    predicts = (slot // width) * steps + slot % width + 1  # the token each fed token's state predicts
+    grid = grid.index_copy(0, predicts, states).index_copy(0, torch.arange(n, device=device) * steps, first)
+    return grid.view(n, steps, -1)
+
+
+def predictor_hidden(
+    body, batch: MicroBatch, prompts: PromptStates | None = None, prompt_of=None, packed: bool = True
+) -> torch.Tensor:
     """:func:`completion_hidden` of a micro-batch: over its own prompts, or over ``prompts``
     computed once for the whole step (then ``prompt_of`` [n] indexes them)."""
     if prompts is None:
         prompts, prompt_of = encode_prompts(body, batch.prompt_ids, batch.prompt_mask), batch.prompt_of
-    return completion_hidden(body, prompts, prompt_of, batch.targets, batch.token_mask)
+    return completion_hidden(body, prompts, prompt_of, batch.targets, batch.token_mask, packed)
 
 
 def step_prompts(micro_batches: list[MicroBatch]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -234,12 +289,13 @@ def completion_logprobs(
     chunk: int = DEFAULT_LOGPROB_CHUNK,
     prompts: PromptStates | None = None,
     prompt_of: torch.Tensor | None = None,
+    packed: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs [n, T] of the completion tokens under ``model`` (and entropies [n, T]; with
     ``entropy_grad`` they carry gradients, for an entropy bonus); 0 where the mask is 0. The
     prompts are the micro-batch's own, or ``prompts`` computed once per step (see :func:`predictor_hidden`)."""
     body, head = body_and_head(model)
-    hidden = predictor_hidden(body, batch, prompts, prompt_of)  # [n, T, H]
+    hidden = predictor_hidden(body, batch, prompts, prompt_of, packed)  # [n, T, H]
     valid = batch.mask > 0  # [n, T]
     if not valid.any():
         zeros = hidden.sum() * 0.0 + torch.zeros_like(batch.mask)
@@ -265,6 +321,7 @@ class LossSettings:
     entropy_coef: float = 0.0
     tis_cap: float | None = None
     share_prompts: bool = True  # each distinct prompt runs once per optimizer step, for all its rows
+    packed: bool = True  # completions run without padding (packed_completion_hidden)
 
 
 def prompts_of_step(body, micro_batches: list[MicroBatch], device) -> tuple[PromptStates, list[torch.Tensor]]:
@@ -354,6 +411,7 @@ def update_step(
                 chunk=settings.logprob_chunk,
                 prompts=leaves,
                 prompt_of=prompt_of,
+                packed=settings.packed,
             )
             per_token, loss_metrics = call_with(
                 policy_loss, logprobs, mb.old_logprobs, mb.advantages, mb.mask, **settings.hparams
@@ -373,6 +431,7 @@ def update_step(
                         chunk=settings.logprob_chunk,
                         prompts=ref_prompts,
                         prompt_of=prompt_of,
+                        packed=settings.packed,
                     )
                 kl, _ = kl_estimator(logprobs, ref_logprobs)
                 per_token = per_token + settings.kl_coef * kl * mb.mask

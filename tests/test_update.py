@@ -125,7 +125,9 @@ def grouped_rows(prompts: int = 3, group: int = 4) -> list[Completion]:
     return rows
 
 
-def update_gradients(rows, advantages, size: int, share: bool, chunk: int = 0, entropy_coef: float = 0.0):
+def update_gradients(
+    rows, advantages, size: int, share: bool, chunk: int = 0, entropy_coef: float = 0.0, packed: bool = True
+):
     model, _ = tiny_random(seed=1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
@@ -137,6 +139,7 @@ def update_gradients(rows, advantages, size: int, share: bool, chunk: int = 0, e
         entropy_coef=entropy_coef,
         logprob_chunk=chunk,
         share_prompts=share,
+        packed=packed,
     )
     batches = make_micro_batches(rows, per_token(rows, advantages), size=size, pad_id=0, share_prompts=share)
     metrics = update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
@@ -233,3 +236,81 @@ def test_step_prompts_maps_rows_to_distinct_prompts():
     for batch, prompt_of in zip(batches, rows_prompt, strict=True):
         for r, i in enumerate(batch.index.tolist()):
             assert ids[prompt_of[r]][mask[prompt_of[r]] > 0].tolist() == rows[i].prompt_ids
+
+
+def with_tool_output(rows: list[Completion]) -> list[Completion]:
+    """Some rows get untrained tokens in the middle (tool output: fed, not trained)."""
+    out = []
+    for i, c in enumerate(rows):
+        mask = list(c.loss_mask)
+        if i % 3 == 0 and len(mask) > 3:
+            mask[1:3] = [0, 0]
+        out.append(Completion(c.example, c.text, c.prompt_ids, c.token_ids, c.logprobs, mask, c.finish_reason))
+    return out
+
+
+@pytest.mark.parametrize(("size", "share"), [(12, True), (5, True), (4, False)])
+def test_packed_completions_give_the_padded_loss_and_gradients(size, share):
+    rows = with_tool_output(grouped_rows())  # lengths 1 to 7, so rows pad differently in every micro-batch
+    advantages = [((i * 7) % 5 - 2) / 2 for i in range(len(rows))]
+    _, packed_metrics, packed = update_gradients(rows, advantages, size, share, chunk=4, packed=True)
+    _, padded_metrics, padded = update_gradients(rows, advantages, size, share, chunk=4, packed=False)
+    assert packed_metrics["loss/total"] == pytest.approx(padded_metrics["loss/total"], rel=1e-6)
+    assert packed_metrics["entropy"] == pytest.approx(padded_metrics["entropy"], rel=1e-6)
+    assert packed.keys() == padded.keys()
+    for name in padded:
+        torch.testing.assert_close(packed[name], padded[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_packed_hidden_states_equal_the_padded_ones_at_every_token(model):
+    """The states the head, the reference model and the critic read (predictor_hidden)."""
+    from rlvr.update import body_and_head, predictor_hidden
+
+    rows = with_tool_output(grouped_rows())
+    body = body_and_head(model)[0]
+    for batch in make_micro_batches(rows, per_token(rows, [1.0] * len(rows)), size=5, pad_id=0):
+        packed = predictor_hidden(body, batch, packed=True)
+        padded = predictor_hidden(body, batch, packed=False)
+        real = batch.token_mask > 0
+        assert packed.shape == padded.shape
+        torch.testing.assert_close(packed[real], padded[real], rtol=1e-5, atol=1e-6)
+        assert (packed[~real] == 0).all()  # nothing computed for padding
+
+
+def test_packed_completions_feed_only_real_tokens(model):
+    """The body sees sum(len - 1) completion tokens packed, n x (T - 1) padded."""
+    from rlvr.update import body_and_head, predictor_hidden
+
+    body = body_and_head(model)[0]
+    fed = []
+    hook = body.embed_tokens.register_forward_hook(lambda module, args, out: fed.append(args[0].numel()))
+    rows = grouped_rows()
+    (batch,) = make_micro_batches(rows, per_token(rows, [1.0] * len(rows)), size=12, pad_id=0)
+    prompt_tokens = batch.prompt_ids.numel()
+    try:
+        with torch.no_grad():
+            predictor_hidden(body, batch, packed=True)
+            packed = fed[-1]
+            predictor_hidden(body, batch, packed=False)
+            padded = fed[-1]
+    finally:
+        hook.remove()
+    assert fed[0] == fed[2] == prompt_tokens
+    assert packed == sum(len(c.token_ids) - 1 for c in rows)
+    assert padded == len(rows) * (batch.targets.shape[1] - 1) > packed
+
+
+def test_packable_models():
+    from transformers import LlamaConfig, MistralConfig, Qwen2Config
+
+    from rlvr.attention import packable
+
+    class Body:
+        def __init__(self, config):
+            self.config = config
+
+    assert packable(Body(LlamaConfig()))
+    assert packable(Body(Qwen2Config(use_sliding_window=False)))
+    assert not packable(Body(MistralConfig(sliding_window=4096)))  # attention limited to a window
+    assert not packable(Body(Qwen2Config(use_sliding_window=True, sliding_window=64, max_window_layers=0)))
+    assert not packable(object())

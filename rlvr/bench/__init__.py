@@ -41,6 +41,7 @@ VARIANTS: list[tuple[str, list[str]]] = [
     ("rollout.engine=hf", ["rollout.engine=hf"]),
     ("rollout.packed_weights=false", ["rollout.packed_weights=false"]),
     ("train.shared_prompt=false", ["train.shared_prompt=false"]),
+    ("train.packed_sequences=false", ["train.packed_sequences=false"]),
     ("train.logprob_chunk=0", ["train.logprob_chunk=0"]),
     ("train.reuse_freed_memory=false", ["train.reuse_freed_memory=false"]),
     (
@@ -49,6 +50,7 @@ VARIANTS: list[tuple[str, list[str]]] = [
             "rollout.engine=hf",
             "rollout.packed_weights=false",
             "train.shared_prompt=false",
+            "train.packed_sequences=false",
             "train.logprob_chunk=0",
             "train.reuse_freed_memory=false",
         ],
