@@ -128,6 +128,7 @@ class TrainConfig(Section):
     inner_epochs: int = Field(1, ge=1)  # passes over each step's rollouts
     mini_batches: int = Field(1, ge=1)  # optimizer steps per inner epoch
     micro_batch_size: int = Field(8, ge=1)  # sequences per forward/backward (gradient accumulation)
+    micro_batch_tokens: int = Field(0, ge=0)  # and at most this many tokens per micro-batch (0: rows only)
     shared_prompt: bool = True  # forward each group's prompt once in the update; completions attend to it
     packed_sequences: bool = True  # completions run through the update without padding (attention per row)
     logprob_chunk: int = Field(1024, ge=0)  # tokens per chunk of the LM head + log-softmax; 0: all at once

@@ -195,7 +195,12 @@ def trainer_old_logprobs(run: Run, micro, count: int, width: int) -> tuple[torch
 def micro_batches(run: Run, completions: list[Completion], per_token: dict[str, torch.Tensor]):
     cfg = run.config.train
     return make_micro_batches(
-        completions, per_token, cfg.micro_batch_size, run.tokenizer.pad_token_id, share_prompts=cfg.shared_prompt
+        completions,
+        per_token,
+        cfg.micro_batch_size,
+        run.tokenizer.pad_token_id,
+        share_prompts=cfg.shared_prompt,
+        max_tokens=cfg.micro_batch_tokens,
     )
 
 

@@ -62,8 +62,15 @@ def make_micro_batches(
     size: int,
     pad_id: int,
     share_prompts: bool = True,
+    max_tokens: int = 0,
 ) -> list[MicroBatch]:
     """Micro-batches of at most ``size`` sequences, bucketed by length so little compute goes to padding.
+
+    With ``max_tokens`` > 0 a micro-batch also holds at most that many tokens the body runs for it
+    (completion tokens; prompt tokens too without ``share_prompts``), a longer row alone: with
+    packed completions (:func:`packed_completion_hidden`) a micro-batch's activation memory and
+    time follow its tokens, not its rows, so a token budget lets many short rows share one
+    micro-batch (taller matrices) while long ones stay bounded.
 
     With ``share_prompts`` rows are sorted by completion length alone: the update computes each
     distinct prompt once per optimizer step for all its rows (:func:`step_prompts`), wherever they
@@ -79,10 +86,25 @@ def make_micro_batches(
         order = sorted(
             range(len(completions)), key=lambda i: len(completions[i].prompt_ids) + len(completions[i].token_ids)
         )
+    tokens = [len(c.token_ids) + (0 if share_prompts else len(c.prompt_ids)) for c in completions]
     return [
-        _collate(completions, order[start : start + size], per_token, pad_id, share_prompts)
-        for start in range(0, len(order), size)
+        _collate(completions, rows, per_token, pad_id, share_prompts)
+        for rows in cut_by_budget(order, tokens, size, max_tokens)
     ]
+
+
+def cut_by_budget(order: list[int], tokens: list[int], size: int, max_tokens: int = 0) -> list[list[int]]:
+    """``order`` cut into consecutive runs of at most ``size`` items and, with ``max_tokens`` > 0,
+    at most ``max_tokens`` summed ``tokens[i]`` (an item over the budget alone)."""
+    runs: list[list[int]] = []
+    used = 0
+    for i in order:
+        if not runs or len(runs[-1]) == size or (max_tokens and used + tokens[i] > max_tokens):
+            runs.append([])
+            used = 0
+        runs[-1].append(i)
+        used += tokens[i]
+    return runs
 
 
 def left_padded(prompts: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -314,3 +314,30 @@ def test_packable_models():
     assert not packable(Body(MistralConfig(sliding_window=4096)))  # attention limited to a window
     assert not packable(Body(Qwen2Config(use_sliding_window=True, sliding_window=64, max_window_layers=0)))
     assert not packable(object())
+
+
+def test_cut_by_budget_hand_computed():
+    from rlvr.update import cut_by_budget
+
+    tokens = [3, 5, 2, 9, 4, 1]
+    order = [5, 2, 0, 4, 1, 3]  # by length: 1, 2, 3, 4, 5, 9
+    assert cut_by_budget(order, tokens, size=4) == [[5, 2, 0, 4], [1, 3]]
+    assert cut_by_budget(order, tokens, size=4, max_tokens=6) == [[5, 2, 0], [4], [1], [3]]  # 9 > 6: alone
+    assert cut_by_budget(order, tokens, size=2, max_tokens=100) == [[5, 2], [0, 4], [1, 3]]
+    assert cut_by_budget([], tokens, size=2, max_tokens=5) == []
+
+
+def test_token_budget_micro_batches_give_the_same_loss_and_gradients():
+    rows = grouped_rows()
+    advantages = [((i * 7) % 5 - 2) / 2 for i in range(len(rows))]
+    _, rows_metrics, by_rows = update_gradients(rows, advantages, 12, True, chunk=4)
+    model, _ = tiny_random(seed=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    settings = LossSettings("ppo_clip", "token_mean", 1.0, SETTINGS.hparams, logprob_chunk=4)
+    batches = make_micro_batches(rows, per_token(rows, advantages), size=12, pad_id=0, max_tokens=10)
+    assert len(batches) > 2 and all(b.token_mask.sum() <= 10 or b.targets.shape[0] == 1 for b in batches)
+    metrics = update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
+    assert metrics["loss/total"] == pytest.approx(rows_metrics["loss/total"], rel=1e-6)
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, by_rows[name], rtol=1e-5, atol=1e-7, msg=name)
