@@ -239,9 +239,12 @@ def packed_completion_hidden(body, prompts: PromptStates, prompt_of, targets, to
     row on the padded grid (:func:`rlvr.attention.rows_attention`), each row on its prompt's
     keys/values and then its own tokens, as in the padded pass.
 
-    Measured on the default recipe's update (AMD EPYC Zen 4, 2 threads, same batches,
-    alternating): 4.7-5.4 s against 5.1-5.8 s at 578 trained tokens, 7.8-8.6 against 8.8-9.2 s at
-    1,205, at 8 rows per micro-batch; equal outputs and gradients (``tests/test_update.py``).
+    Measured on the default recipe's update (AMD EPYC Zen 4, 2 threads; one step's batch, the
+    arms alternating in one process, median of 4): at 736 trained tokens 5.60 s packed against
+    6.05 s padded with 8 rows per micro-batch, 5.09 s packed with all 32 rows in one; at 1,205
+    tokens 8.91 against 9.48 s, and 7.82 s with 32 rows (a token budget, ``train.micro_batch_tokens``,
+    keeps such micro-batches bounded). Outputs and gradients equal the padded pass's
+    (``tests/test_update.py``).
     """
     n, steps = targets.shape
     first = prompts.last.index_select(0, prompt_of)  # [n, H]

@@ -132,3 +132,13 @@ def test_render_prints_notes_and_errors_verbatim():
     render(result, Console(file=out, width=300))
     text = out.getvalue()
     assert "(pip install 'rlvr[bench]')" in text and "ConfigError: pip install 'rlvr[bench]'" in text
+
+
+def test_ceiling_shapes_follow_the_micro_batch():
+    from rlvr.bench import ceiling_shapes
+
+    info = {"hidden_size": 576, "intermediate_size": 1536, "vocab_size": 49152}
+    assert ceiling_shapes(info, "cpu", 32, 48) == [[2048, 2048, 2048], [3072, 576, 1536], [512, 576, 49152]]
+    assert ceiling_shapes(info, "cpu", 32, 48, micro_batch_tokens=2048)[1] == [2048, 576, 1536]
+    assert ceiling_shapes(info, "cpu", 1, 48)[1:] == [[256, 576, 1536], [256, 576, 49152]]
+    assert ceiling_shapes(info, "cuda", 8, 48)[:2] == [[2048, 2048, 2048], [8192, 8192, 8192]]

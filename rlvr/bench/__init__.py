@@ -172,11 +172,15 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def ceiling_shapes(info: dict, device: str, micro_batch: int, new_tokens: int) -> list[list[int]]:
+def ceiling_shapes(
+    info: dict, device: str, micro_batch: int, new_tokens: int, micro_batch_tokens: int = 0
+) -> list[list[int]]:
     """Square products and the model's own: [tokens, hidden] x [hidden, intermediate] (the MLP) and
-    x [hidden, vocab] (the LM head), tokens about one micro-batch of prompt + completion."""
+    x [hidden, vocab] (the LM head), tokens about one micro-batch of prompt + completion (at most
+    ``micro_batch_tokens`` when set)."""
     hidden, inner, vocab = (info.get(k) for k in ("hidden_size", "intermediate_size", "vocab_size"))
-    tokens = min(4096, max(256, micro_batch * (new_tokens + 48)))
+    tokens = min(4096, micro_batch * (new_tokens + 48), micro_batch_tokens or 4096)
+    tokens = max(256, tokens)
     shapes = [[2048, 2048, 2048]] + ([[8192, 8192, 8192]] if device.startswith("cuda") else [])
     if hidden and inner:
         shapes.append([tokens, hidden, inner])
@@ -245,7 +249,11 @@ def run_bench(
         ceiling.spec["seconds"] = ceiling_seconds
         device = contenders[0].info.get("device", config.train.device)
         ceiling.spec["shapes"] = ceiling_shapes(
-            contenders[0].info, device, config.train.micro_batch_size, config.rollout.max_new_tokens
+            contenders[0].info,
+            device,
+            config.train.micro_batch_size,
+            config.rollout.max_new_tokens,
+            config.train.micro_batch_tokens,
         )
 
     runnable = [c for c in contenders if c.status == "ok"]
