@@ -98,14 +98,37 @@ class RowLayout:
         return flat.index_select(0, self.slot).unsqueeze(0)
 
 
+@dataclass
+class PromptCapture:
+    """The keys/values of every layer of a prompt pass, kept as the layers compute them.
+
+    Under gradient checkpointing transformers' layers drop the KV cache in training mode (a cache
+    written again on the backward pass's recompute would double), so the prompts' keys/values
+    are taken here instead; a recompute overwrites them with equal values.
+    """
+
+    mask: torch.Tensor  # [G, 1, P, P] bool: causal over real prompt tokens (a padding query sees itself)
+    keys: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [G, kv_heads, P, head_dim]
+    values: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
 def rows_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """transformers attention function (``AttentionInterface``) for packed completions; the
-    layout comes in the ``rlvr_rows`` keyword that transformers passes through to attention."""
-    layout: RowLayout | None = kwargs.get("rlvr_rows")
-    if layout is None:
-        raise RuntimeError(f"the {ROWS_ATTENTION!r} attention needs an rlvr_rows layout (rlvr's update sets it)")
+    """transformers attention function (``AttentionInterface``) for packed completions (layout in
+    the ``rlvr_rows`` keyword, which transformers passes through to attention) and for prompt
+    passes that keep their keys/values (``rlvr_prompts``, a :class:`PromptCapture`)."""
     if kwargs.get("sliding_window") or kwargs.get("softcap"):
         raise RuntimeError("packed completions do not support sliding-window or soft-capped attention")
+    capture: PromptCapture | None = kwargs.get("rlvr_prompts")
+    if capture is not None:
+        capture.keys[module.layer_idx], capture.values[module.layer_idx] = key, value
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=capture.mask, dropout_p=dropout, scale=scaling,
+            enable_gqa=key.shape[1] != query.shape[1],
+        )  # fmt: skip
+        return out.transpose(1, 2), None
+    layout: RowLayout | None = kwargs.get("rlvr_rows")
+    if layout is None:
+        raise RuntimeError(f"the {ROWS_ATTENTION!r} attention needs rlvr_rows or rlvr_prompts (set by rlvr)")
     layer = module.layer_idx
     keys = torch.cat([layout.keys[layer], layout.to_grid(key)], dim=2)
     values = torch.cat([layout.values[layer], layout.to_grid(value)], dim=2)
@@ -137,6 +160,11 @@ def packable(body) -> bool:
     if types:
         return all(t == "full_attention" for t in types)
     return not getattr(config, "sliding_window", None)
+
+
+def checkpointing(body) -> bool:
+    """Whether ``body`` runs under gradient checkpointing now (its layers then drop KV caches)."""
+    return body.training and any(getattr(m, "gradient_checkpointing", False) for m in body.modules())
 
 
 @contextmanager

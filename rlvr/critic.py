@@ -6,10 +6,13 @@ token t (the state before emitting it). The outcome reward sits on the last comp
 with ``algo.kl_in_reward`` each token also carries -kl_coef x KL_t (the classic RLHF form).
 """
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 
 from rlvr.algos.critic import value_loss
+from rlvr.attention import checkpointing, row_attention
 from rlvr.models import load_model
 from rlvr.update import MicroBatch, PromptStates, per_row, predictor_hidden, trained_prompts_of_step
 
@@ -74,17 +77,18 @@ def critic_update(
     device = next(critic.parameters()).device
     tokens = float(sum(mb.mask.sum().item() for mb in micro_batches))
     optimizer.zero_grad(set_to_none=True)
-    prompts, leaves, rows_prompt = trained_prompts_of_step(critic.body, micro_batches, device, share_prompts)
     total = 0.0
-    for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
-        mb = mb.to(device)
-        values = critic(mb, leaves, prompt_of)
-        per_token, _ = value_loss(values, mb.old_values, mb.returns, mb.mask, value_clip=value_clip)
-        loss = (per_token * mb.mask).sum() / max(tokens, 1.0)
-        loss.backward()
-        total += loss.item()
-    if prompts is not None:
-        prompts.backward_from(leaves)
+    with row_attention(critic.body) if checkpointing(critic.body) else nullcontext():  # on through the recompute
+        prompts, leaves, rows_prompt = trained_prompts_of_step(critic.body, micro_batches, device, share_prompts)
+        for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
+            mb = mb.to(device)
+            values = critic(mb, leaves, prompt_of)
+            per_token, _ = value_loss(values, mb.old_values, mb.returns, mb.mask, value_clip=value_clip)
+            loss = (per_token * mb.mask).sum() / max(tokens, 1.0)
+            loss.backward()
+            total += loss.item()
+        if prompts is not None:
+            prompts.backward_from(leaves)
     grad_norm = torch.nn.utils.clip_grad_norm_(critic.parameters(), max_grad_norm).item()
     optimizer.step()
     return {"critic/loss": total, "critic/grad_norm": grad_norm}

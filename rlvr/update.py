@@ -21,14 +21,14 @@ sharing with plain differentiable tensor indexing.
 """
 
 from collections import defaultdict
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
 
 from rlvr.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
-from rlvr.attention import RowLayout, masked_gqa, packable, row_attention
+from rlvr.attention import PromptCapture, RowLayout, checkpointing, masked_gqa, packable, row_attention
 from rlvr.errors import TrainingError
 from rlvr.head import fusable, head_logprobs
 from rlvr.packed import reorder_once
@@ -191,12 +191,34 @@ class PromptStates:
 
 
 def encode_prompts(body, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> PromptStates:
-    """One body pass over left-padded prompts [g, P]."""
+    """One body pass over left-padded prompts [g, P]. Under gradient checkpointing the layers drop
+    the KV cache, so the keys/values are taken from rlvr's attention (:class:`PromptCapture`)."""
     positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)
+    if checkpointing(body):
+        return captured_prompts(body, prompt_ids, prompt_mask, positions)
     with masked_gqa(prompt_ids.device):
         out = body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
     layers = out.past_key_values.layers
     return PromptStates(out.last_hidden_state[:, -1], [c.keys for c in layers], [c.values for c in layers], prompt_mask)
+
+
+def captured_prompts(body, prompt_ids, prompt_mask, positions) -> PromptStates:
+    """:func:`encode_prompts` with the keys/values kept by :func:`rlvr.attention.rows_attention`."""
+    if not packable(body):
+        raise TrainingError("model.gradient_checkpointing: rlvr cannot keep this model's prompt KV; turn it off")
+    width = prompt_ids.shape[1]
+    real = prompt_mask.bool()
+    causal = torch.ones(width, width, dtype=torch.bool, device=prompt_ids.device).tril()
+    seen = (causal & real.unsqueeze(1)) | torch.eye(width, dtype=torch.bool, device=prompt_ids.device)
+    capture = PromptCapture(seen.unsqueeze(1))  # [g, 1, P, P]
+    with row_attention(body):
+        out = body(input_ids=prompt_ids, position_ids=positions, use_cache=False, rlvr_prompts=capture)
+    layers = len(body.layers) if hasattr(body, "layers") else len(capture.keys)
+    if len(capture.keys) != layers:
+        raise TrainingError("model.gradient_checkpointing: attention ran outside rlvr in some layers; turn it off")
+    keys = [capture.keys[i] for i in range(layers)]
+    values = [capture.values[i] for i in range(layers)]
+    return PromptStates(out.last_hidden_state[:, -1], keys, values, prompt_mask)
 
 
 def completion_hidden(body, prompts: PromptStates, prompt_of, targets, token_mask, packed: bool = True) -> torch.Tensor:
@@ -211,6 +233,8 @@ def completion_hidden(body, prompts: PromptStates, prompt_of, targets, token_mas
     """
     if packed and packable(body):
         return packed_completion_hidden(body, prompts, prompt_of, targets, token_mask)
+    if checkpointing(body):  # the layers would drop the prompts' cache: completions blind to their prompts
+        raise TrainingError("model.gradient_checkpointing needs packed completions (train.packed_sequences=true)")
     # index_select, not keys[prompt_of]: its backward is an index_add; advanced indexing's is an
     # accumulating index_put, 0.8 ms per layer tensor on the CPU (~0.2 s of a default update)
     first = prompts.last.index_select(0, prompt_of).unsqueeze(1)  # [n, 1, H]
@@ -257,9 +281,8 @@ def packed_completion_hidden(body, prompts: PromptStates, prompt_of, targets, to
     prompt_mask = prompts.mask.index_select(0, prompt_of).bool()  # [n, P]
     positions = prompt_mask.sum(1, keepdim=True) + torch.arange(width, device=device)  # [n, T-1]
     causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()  # [T-1, T-1]
-    mask = torch.cat([prompt_mask.unsqueeze(1).expand(n, width, -1), causal & fed.unsqueeze(1)], dim=2).unsqueeze(
-        1
-    )  # [n, 1, T-1, P + T-1]
+    own = causal & fed.unsqueeze(1)  # [n, T-1, T-1]: earlier real tokens of the row
+    mask = torch.cat([prompt_mask.unsqueeze(1).expand(n, width, -1), own], dim=2).unsqueeze(1)  # [n, 1, T-1, P+T-1]
     layout = RowLayout(
         slot, n, width, [k.index_select(0, prompt_of) for k in prompts.keys],
         [v.index_select(0, prompt_of) for v in prompts.values], mask,
@@ -417,71 +440,74 @@ def update_step(
     device = next(model.parameters()).device
     optimizer.zero_grad(set_to_none=True)
     body, head = body_and_head(model)
-    # the prompts' forward once; their backward once, after every micro-batch's
-    prompts, leaves, rows_prompt = trained_prompts_of_step(body, micro_batches, device, settings.share_prompts)
-    ref_prompts = None
-    if settings.share_prompts and kl_estimator is not None:
-        with torch.no_grad():
-            ref_prompts, _ = prompts_of_step(body_and_head(ref_model)[0], micro_batches, device)
-    # the fused head's weight is reordered for oneDNN once for all micro-batches (it changes only at the optimizer step)
-    with reorder_once(head.weight) if fusable(head) else nullcontext():
-        for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
-            mb = mb.to(device)
-            logprobs, entropy = completion_logprobs(
-                model,
-                mb,
-                settings.temperature,
-                with_entropy=True,
-                entropy_grad=settings.entropy_coef > 0,
-                chunk=settings.logprob_chunk,
-                prompts=leaves,
-                prompt_of=prompt_of,
-                packed=settings.packed,
-            )
-            per_token, loss_metrics = call_with(
-                policy_loss, logprobs, mb.old_logprobs, mb.advantages, mb.mask, **settings.hparams
-            )
-            tokens = mb.mask.sum().item()
-            if settings.tis_cap is not None:
-                is_weights, _ = truncated_is_weights(
-                    mb.old_logprobs, mb.rollout_logprobs, mb.mask, cap=settings.tis_cap
+    with ExitStack() as scope:
+        if checkpointing(body):  # the backward pass recomputes layers: rlvr's attention stays on through it
+            scope.enter_context(row_attention(body))
+        # the prompts' forward once; their backward once, after every micro-batch's
+        prompts, leaves, rows_prompt = trained_prompts_of_step(body, micro_batches, device, settings.share_prompts)
+        ref_prompts = None
+        if settings.share_prompts and kl_estimator is not None:
+            with torch.no_grad():
+                ref_prompts, _ = prompts_of_step(body_and_head(ref_model)[0], micro_batches, device)
+        # the fused head's weight is reordered for oneDNN once for all micro-batches (it changes at the optimizer step)
+        with reorder_once(head.weight) if fusable(head) else nullcontext():
+            for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
+                mb = mb.to(device)
+                logprobs, entropy = completion_logprobs(
+                    model,
+                    mb,
+                    settings.temperature,
+                    with_entropy=True,
+                    entropy_grad=settings.entropy_coef > 0,
+                    chunk=settings.logprob_chunk,
+                    prompts=leaves,
+                    prompt_of=prompt_of,
+                    packed=settings.packed,
                 )
-                per_token = per_token * is_weights
-            if kl_estimator is not None:
-                with torch.no_grad():
-                    ref_logprobs, _ = completion_logprobs(
-                        ref_model,
-                        mb,
-                        settings.temperature,
-                        chunk=settings.logprob_chunk,
-                        prompts=ref_prompts,
-                        prompt_of=prompt_of,
-                        packed=settings.packed,
+                per_token, loss_metrics = call_with(
+                    policy_loss, logprobs, mb.old_logprobs, mb.advantages, mb.mask, **settings.hparams
+                )
+                tokens = mb.mask.sum().item()
+                if settings.tis_cap is not None:
+                    is_weights, _ = truncated_is_weights(
+                        mb.old_logprobs, mb.rollout_logprobs, mb.mask, cap=settings.tis_cap
                     )
-                kl, _ = kl_estimator(logprobs, ref_logprobs)
-                per_token = per_token + settings.kl_coef * kl * mb.mask
-                record("kl", (kl.detach() * mb.mask).sum().item() / max(tokens, 1), tokens)
-            if settings.entropy_coef > 0:
-                per_token = per_token - settings.entropy_coef * entropy * mb.mask
-            loss, _ = call_with(
-                aggregate,
-                per_token,
-                mb.mask,
-                batch_tokens=batch_tokens,
-                batch_sequences=batch_sequences,
-                **settings.hparams,
-            )
-            if not torch.isfinite(loss):
-                raise TrainingError(f"step {step}: the loss is {loss.item()} (non-finite); no update was applied")
-            loss.backward()
-            total_loss += loss.item()
-            for name, value in loss_metrics.items():
-                record(name, value, tokens)
-            record("entropy", (entropy.detach() * mb.mask).sum().item() / max(tokens, 1), tokens)
-            mismatch = ((logprobs.detach() - mb.rollout_logprobs).abs() * mb.mask).sum().item() / max(tokens, 1)
-            record("logprob_mismatch", mismatch, tokens)
-        if prompts is not None:
-            prompts.backward_from(leaves)
+                    per_token = per_token * is_weights
+                if kl_estimator is not None:
+                    with torch.no_grad():
+                        ref_logprobs, _ = completion_logprobs(
+                            ref_model,
+                            mb,
+                            settings.temperature,
+                            chunk=settings.logprob_chunk,
+                            prompts=ref_prompts,
+                            prompt_of=prompt_of,
+                            packed=settings.packed,
+                        )
+                    kl, _ = kl_estimator(logprobs, ref_logprobs)
+                    per_token = per_token + settings.kl_coef * kl * mb.mask
+                    record("kl", (kl.detach() * mb.mask).sum().item() / max(tokens, 1), tokens)
+                if settings.entropy_coef > 0:
+                    per_token = per_token - settings.entropy_coef * entropy * mb.mask
+                loss, _ = call_with(
+                    aggregate,
+                    per_token,
+                    mb.mask,
+                    batch_tokens=batch_tokens,
+                    batch_sequences=batch_sequences,
+                    **settings.hparams,
+                )
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"step {step}: the loss is {loss.item()} (non-finite); no update was applied")
+                loss.backward()
+                total_loss += loss.item()
+                for name, value in loss_metrics.items():
+                    record(name, value, tokens)
+                record("entropy", (entropy.detach() * mb.mask).sum().item() / max(tokens, 1), tokens)
+                mismatch = ((logprobs.detach() - mb.rollout_logprobs).abs() * mb.mask).sum().item() / max(tokens, 1)
+                record("logprob_mismatch", mismatch, tokens)
+            if prompts is not None:
+                prompts.backward_from(leaves)
     params = [p for p in model.parameters() if p.requires_grad]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm).item()
     if not torch.isfinite(torch.tensor(grad_norm)):

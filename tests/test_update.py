@@ -341,3 +341,35 @@ def test_token_budget_micro_batches_give_the_same_loss_and_gradients():
     assert metrics["loss/total"] == pytest.approx(rows_metrics["loss/total"], rel=1e-6)
     for name, param in model.named_parameters():
         torch.testing.assert_close(param.grad, by_rows[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def checkpointed_update(rows, advantages, packed: bool = True):
+    model, _ = tiny_random(seed=1)
+    model.gradient_checkpointing_enable()  # transformers' layers then drop KV caches in training mode
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    settings = LossSettings("ppo_clip", "token_mean", 1.0, SETTINGS.hparams, logprob_chunk=4, packed=packed)
+    batches = make_micro_batches(rows, per_token(rows, advantages), size=5, pad_id=0)
+    metrics = update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
+    return metrics, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    rows = with_tool_output(grouped_rows())
+    advantages = [((i * 7) % 5 - 2) / 2 for i in range(len(rows))]
+    _, plain_metrics, plain = update_gradients(rows, advantages, 5, True, chunk=4)
+    metrics, grads = checkpointed_update(rows, advantages)
+    assert metrics["loss/total"] == pytest.approx(plain_metrics["loss/total"], rel=1e-6)
+    assert grads.keys() == plain.keys()
+    for name in plain:
+        torch.testing.assert_close(grads[name], plain[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_gradient_checkpointing_without_packing_is_refused():
+    """transformers' layers would drop the prompts' cache: the completions would not see their prompts."""
+    from rlvr.errors import TrainingError
+
+    rows = grouped_rows()
+    with pytest.raises(TrainingError, match="packed_sequences"):
+        checkpointed_update(rows, [1.0] * len(rows), packed=False)
