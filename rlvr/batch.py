@@ -126,7 +126,7 @@ def reference_kl(
 ):
     """Per-token KL(rollout policy || reference) [count, width], rows in completion order; with
     ``share_prompts`` each distinct prompt runs once through the reference model; ``packed`` as
-    in :func:`rlvr.update.completion_hidden`."""
+    in :func:`rlvr.hidden.completion_hidden`."""
 
     def kl(mb: MicroBatch, prompts, prompt_of) -> torch.Tensor:
         ref_logprobs, _ = completion_logprobs(

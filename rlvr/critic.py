@@ -13,21 +13,22 @@ from torch import nn
 
 from rlvr.algos.critic import value_loss
 from rlvr.attention import checkpointing, row_attention
+from rlvr.hidden import PromptStates, predictor_hidden
 from rlvr.models import load_model
-from rlvr.update import MicroBatch, PromptStates, per_row, predictor_hidden, trained_prompts_of_step
+from rlvr.update import MicroBatch, per_row, trained_prompts_of_step
 
 
 class ValueModel(nn.Module):
     def __init__(self, body: nn.Module, hidden_size: int, packed: bool = True) -> None:
         super().__init__()
         self.body = body
-        self.packed = packed  # completions without padding (rlvr.update.completion_hidden)
+        self.packed = packed  # completions without padding (rlvr.hidden.completion_hidden)
         self.head = nn.Linear(hidden_size, 1)
         nn.init.zeros_(self.head.weight)  # start at V = 0: early advantages are the raw returns
         nn.init.zeros_(self.head.bias)
 
     def forward(self, batch: MicroBatch, prompts: PromptStates | None = None, prompt_of=None) -> torch.Tensor:
-        """V [n, T]; ``prompts``/``prompt_of`` as in :func:`rlvr.update.predictor_hidden`."""
+        """V [n, T]; ``prompts``/``prompt_of`` as in :func:`rlvr.hidden.predictor_hidden`."""
         # [n, T, H]: the state before each token
         hidden = predictor_hidden(self.body, batch, prompts, prompt_of, self.packed)
         return self.head(hidden.float()).squeeze(-1) * batch.mask  # [n, T]

@@ -43,15 +43,17 @@ def tiny_config():
 
 @pytest.fixture
 def count_encodes(monkeypatch):
-    """The prompt tokens of each ``rlvr.update.encode_prompts`` call, in order (the prompts' forward passes)."""
+    """The prompt tokens of each ``rlvr.hidden.encode_prompts`` call, in order (the prompts' forward passes)."""
+    import rlvr.hidden
     import rlvr.update
 
     encoded = []
-    real = rlvr.update.encode_prompts
+    real = rlvr.hidden.encode_prompts
 
     def counting(body, prompt_ids, prompt_mask):
         encoded.append(int(prompt_mask.sum()))
         return real(body, prompt_ids, prompt_mask)
 
-    monkeypatch.setattr(rlvr.update, "encode_prompts", counting)
+    monkeypatch.setattr(rlvr.update, "encode_prompts", counting)  # the step's prompts, once
+    monkeypatch.setattr(rlvr.hidden, "encode_prompts", counting)  # a micro-batch's own prompts
     return encoded

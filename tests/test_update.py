@@ -264,7 +264,8 @@ def test_packed_completions_give_the_padded_loss_and_gradients(size, share):
 
 def test_packed_hidden_states_equal_the_padded_ones_at_every_token(model):
     """The states the head, the reference model and the critic read (predictor_hidden)."""
-    from rlvr.update import body_and_head, predictor_hidden
+    from rlvr.hidden import predictor_hidden
+    from rlvr.update import body_and_head
 
     rows = with_tool_output(grouped_rows())
     body = body_and_head(model)[0]
@@ -279,7 +280,8 @@ def test_packed_hidden_states_equal_the_padded_ones_at_every_token(model):
 
 def test_packed_completions_feed_only_real_tokens(model):
     """The body sees sum(len - 1) completion tokens packed, n x (T - 1) padded."""
-    from rlvr.update import body_and_head, predictor_hidden
+    from rlvr.hidden import predictor_hidden
+    from rlvr.update import body_and_head
 
     body = body_and_head(model)[0]
     fed = []
