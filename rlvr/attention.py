@@ -16,7 +16,9 @@ third more FLOPs than the whole update.
 Limits: models whose attention goes through transformers' attention interface with full
 attention in every layer (:func:`packable`: Llama, Qwen2/3, SmolLM, ...; sliding windows and
 soft-capping fall back to the padded pass); the attention switch is made on the model's config
-while the body runs (not for threads running the same model at the same time).
+while the body runs (not for threads running the same model at the same time); on CUDA a mask
+with grouped-query heads sends SDPA to its math kernel (no GPU was at hand to measure what that
+costs there: ``train.packed_sequences=false`` is the other path).
 
 **Masked grouped-query attention** (:func:`masked_gqa`). transformers' SDPA path expands the
 key/value heads to the query heads (``repeat_kv``, a copy of every layer's keys and values, and
