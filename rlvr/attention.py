@@ -16,9 +16,9 @@ third more FLOPs than the whole update.
 Limits: models whose attention goes through transformers' attention interface with full
 attention in every layer (:func:`packable`: Llama, Qwen2/3, SmolLM, ...; sliding windows and
 soft-capping fall back to the padded pass); the attention switch is made on the model's config
-while the body runs (not for threads running the same model at the same time); on CUDA a mask
-with grouped-query heads sends SDPA to its math kernel (no GPU was at hand to measure what that
-costs there: ``train.packed_sequences=false`` is the other path).
+while the body runs (not for threads running the same model at the same time); off CPU the
+key/value heads are copied to the query heads, as transformers does (CUDA's fused kernels take
+no mask with GQA); no GPU was at hand to measure the packed pass there.
 
 **Masked grouped-query attention** (:func:`masked_gqa`). transformers' SDPA path expands the
 key/value heads to the query heads (``repeat_kv``, a copy of every layer's keys and values, and
@@ -114,6 +114,18 @@ class PromptCapture:
     values: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
+def masked_attention(query, keys, values, mask, dropout: float, scaling) -> torch.Tensor:
+    """SDPA with a boolean mask over grouped-query heads: on the key/value heads as they are on
+    CPU; copied to the query heads elsewhere (CUDA's fused kernels take no mask with GQA)."""
+    groups = query.shape[1] // keys.shape[1]
+    if groups > 1 and query.device.type != "cpu":
+        keys, values = keys.repeat_interleave(groups, dim=1), values.repeat_interleave(groups, dim=1)
+    return torch.nn.functional.scaled_dot_product_attention(
+        query, keys, values, attn_mask=mask, dropout_p=dropout, scale=scaling,
+        enable_gqa=keys.shape[1] != query.shape[1],
+    )  # fmt: skip
+
+
 def rows_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """transformers attention function (``AttentionInterface``) for packed completions (layout in
     the ``rlvr_rows`` keyword, which transformers passes through to attention) and for prompt
@@ -123,10 +135,7 @@ def rows_attention(module, query, key, value, attention_mask, scaling=None, drop
     capture: PromptCapture | None = kwargs.get("rlvr_prompts")
     if capture is not None:
         capture.keys[module.layer_idx], capture.values[module.layer_idx] = key, value
-        out = torch.nn.functional.scaled_dot_product_attention(
-            query, key, value, attn_mask=capture.mask, dropout_p=dropout, scale=scaling,
-            enable_gqa=key.shape[1] != query.shape[1],
-        )  # fmt: skip
+        out = masked_attention(query, key, value, capture.mask, dropout, scaling)
         return out.transpose(1, 2), None
     layout: RowLayout | None = kwargs.get("rlvr_rows")
     if layout is None:
@@ -134,15 +143,7 @@ def rows_attention(module, query, key, value, attention_mask, scaling=None, drop
     layer = module.layer_idx
     keys = torch.cat([layout.keys[layer], layout.to_grid(key)], dim=2)
     values = torch.cat([layout.values[layer], layout.to_grid(value)], dim=2)
-    grid = torch.nn.functional.scaled_dot_product_attention(
-        layout.to_grid(query),
-        keys,
-        values,
-        attn_mask=layout.mask,
-        dropout_p=dropout,
-        scale=scaling,
-        enable_gqa=keys.shape[1] != query.shape[1],
-    )
+    grid = masked_attention(layout.to_grid(query), keys, values, layout.mask, dropout, scaling)
     layout.layers_run.add(layer)
     return layout.from_grid(grid), None
 
