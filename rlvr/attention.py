@@ -42,7 +42,7 @@ models at the same time).
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -168,6 +168,12 @@ def packable(body) -> bool:
 def checkpointing(body) -> bool:
     """Whether ``body`` runs under gradient checkpointing now (its layers then drop KV caches)."""
     return body.training and any(getattr(m, "gradient_checkpointing", False) for m in body.modules())
+
+
+def through_recompute(body):
+    """A block for a gradient step: under gradient checkpointing the backward pass recomputes
+    layers, so rlvr's attention (:func:`row_attention`) stays on until it ends; else nothing."""
+    return row_attention(body) if checkpointing(body) else nullcontext()
 
 
 @contextmanager

@@ -6,13 +6,11 @@ token t (the state before emitting it). The outcome reward sits on the last comp
 with ``algo.kl_in_reward`` each token also carries -kl_coef x KL_t (the classic RLHF form).
 """
 
-from contextlib import nullcontext
-
 import torch
 from torch import nn
 
 from rlvr.algos.critic import value_loss
-from rlvr.attention import checkpointing, row_attention
+from rlvr.attention import through_recompute
 from rlvr.hidden import PromptStates, predictor_hidden
 from rlvr.models import load_model
 from rlvr.update import MicroBatch, per_row, trained_prompts_of_step
@@ -79,7 +77,7 @@ def critic_update(
     tokens = float(sum(mb.mask.sum().item() for mb in micro_batches))
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
-    with row_attention(critic.body) if checkpointing(critic.body) else nullcontext():  # on through the recompute
+    with through_recompute(critic.body):
         prompts, leaves, rows_prompt = trained_prompts_of_step(critic.body, micro_batches, device, share_prompts)
         for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
             mb = mb.to(device)

@@ -71,7 +71,7 @@ def captured_prompts(body, prompt_ids, prompt_mask, positions) -> PromptStates:
     capture = PromptCapture(seen.unsqueeze(1))  # [g, 1, P, P]
     with row_attention(body):
         out = body(input_ids=prompt_ids, position_ids=positions, use_cache=False, rlvr_prompts=capture)
-    layers = len(body.layers) if hasattr(body, "layers") else len(capture.keys)
+    layers = body.config.num_hidden_layers
     if len(capture.keys) != layers:
         raise TrainingError("model.gradient_checkpointing: attention ran outside rlvr in some layers; turn it off")
     keys = [capture.keys[i] for i in range(layers)]

@@ -20,13 +20,13 @@ sharing with plain differentiable tensor indexing.
 """
 
 from collections import defaultdict
-from contextlib import ExitStack, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from rlvr.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
-from rlvr.attention import checkpointing, row_attention
+from rlvr.attention import through_recompute
 from rlvr.errors import TrainingError
 from rlvr.head import fusable, head_logprobs
 from rlvr.hidden import PromptStates, encode_prompts, predictor_hidden
@@ -287,9 +287,7 @@ def update_step(
     device = next(model.parameters()).device
     optimizer.zero_grad(set_to_none=True)
     body, head = body_and_head(model)
-    with ExitStack() as scope:
-        if checkpointing(body):  # the backward pass recomputes layers: rlvr's attention stays on through it
-            scope.enter_context(row_attention(body))
+    with through_recompute(body):
         # the prompts' forward once; their backward once, after every micro-batch's
         prompts, leaves, rows_prompt = trained_prompts_of_step(body, micro_batches, device, settings.share_prompts)
         ref_prompts = None
