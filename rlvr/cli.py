@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from rlvr.hf_compat import quiet_libraries
+
     quiet_libraries()
     try:
         return args.handler(args)
@@ -31,14 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rlvr: interrupted; resume with --resume RUN_DIR from the last checkpoint", file=sys.stderr)
         return 130
-
-
-def quiet_libraries() -> None:
-    """rlvr shows its own progress; transformers' per-file loading bars only clutter it."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,15 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def split_recipe_and_overrides(recipe: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
-    """argparse puts a lone ``key=value`` into the recipe slot; move it back."""
-    if recipe is not None and "=" in recipe:
-        return None, [recipe, *overrides]
-    return recipe, overrides
-
-
 def cmd_train(args) -> int:
-    from rlvr.config import load_config, validate
+    from rlvr.config import load_config, split_recipe_and_overrides, validate
     from rlvr.trainer import train
 
     recipe, overrides = split_recipe_and_overrides(args.recipe, args.overrides)
@@ -140,7 +127,7 @@ def cmd_eval(args) -> int:
     else:
         model, tokenizer = load_model(model_name, config.model.dtype, seed=config.train.seed)
     model.to(resolve_device(config.train.device))
-    engine = make_engine(config.rollout.engine, model, tokenizer, config.eval.batch_size, config.rollout.packed_weights)
+    engine = make_engine(config.rollout.engine, model, tokenizer, config.eval.batch_size, config.rollout.onednn_weights)
     sampling = SamplingParams(
         max_new_tokens=config.eval.max_new_tokens or config.rollout.max_new_tokens,
         temperature=config.eval.temperature,

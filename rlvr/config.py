@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from rlvr.errors import ConfigError
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = "grpo"
 
 
@@ -59,7 +59,7 @@ class RolloutConfig(Section):
     top_p: float = Field(1.0, gt=0, le=1)
     stop: list[str] = []  # extra stop strings besides the tokenizer's eos
     batch_size: int = Field(64, ge=1)  # sequences generated together
-    packed_weights: bool = True  # fast engine on CPU: linears on oneDNN-reordered weights (rlvr.packed)
+    onednn_weights: bool = True  # fast engine on CPU: linears on oneDNN-reordered weights (rlvr.cpu.onednn)
     dynamic_sampling: bool = False  # DAPO: drop groups whose rewards all agree, sample more prompts
     max_sampling_rounds: int = Field(3, ge=1)  # bound on rounds per step when dynamic_sampling is on
 
@@ -220,6 +220,13 @@ class RunConfig(Section):
                 f"{steps_per_batch} completions per step (prompts_per_step x group_size)"
             )
         return self
+
+
+def split_recipe_and_overrides(recipe: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
+    """argparse puts a lone ``key=value`` into the recipe slot; move it back."""
+    if recipe is not None and "=" in recipe:
+        return None, [recipe, *overrides]
+    return recipe, overrides
 
 
 def recipe_path(name_or_path: str) -> Path:

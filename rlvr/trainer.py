@@ -16,17 +16,19 @@ import torch
 
 from rlvr import checkpoint as ckpt
 from rlvr.algos import KL_ESTIMATORS
-from rlvr.algos.critic import gae
 from rlvr.algos.entropy import entropy_coef_update, skywork_entropy_coef_update
 from rlvr.algos.kl import adaptive_kl_coef
 from rlvr.algos.losses import truncated_is_weights
-from rlvr.allocator import reuse_freed_memory
-from rlvr.batch import collect, estimator_hparams, group_advantages, reference_kl, token_width
+from rlvr.algos.value import gae
+from rlvr.collect import collect, estimator_hparams, group_advantages, reference_kl, token_width
 from rlvr.config import RunConfig, to_yaml
-from rlvr.critic import build_critic, critic_update, token_rewards, values_for
 from rlvr.envs import tool_metrics
 from rlvr.errors import ConfigError, TrainingError
 from rlvr.evaluate import evaluate
+from rlvr.learner.critic import build_critic, critic_update, token_rewards, values_for
+from rlvr.learner.forward.logprobs import body_and_head, completion_logprobs, per_row
+from rlvr.learner.microbatch import make_micro_batches
+from rlvr.learner.update import LossSettings, update_step
 from rlvr.metrics import MetricsLogger, truncate_after
 from rlvr.models import add_lora, load_model, resolve_device
 from rlvr.rewards import REWARDS, load_reward_plugins
@@ -34,7 +36,6 @@ from rlvr.rollout import SamplingParams, make_engine
 from rlvr.samplers import ShuffledSampler
 from rlvr.tasks import make_task
 from rlvr.types import Completion, Example
-from rlvr.update import LossSettings, body_and_head, completion_logprobs, make_micro_batches, per_row, update_step
 
 
 @dataclass
@@ -177,11 +178,11 @@ def trainer_old_logprobs(run: Run, micro, count: int, width: int) -> tuple[torch
     """For truncated importance sampling: the trainer's log-probs [count, width] before this step's
     updates become the old policy's; each token is then weighted by min(pi_trainer / pi_rollout, cap)."""
     temperature, chunk = run.config.rollout.temperature, run.config.train.logprob_chunk
-    packed = run.config.train.packed_sequences
+    packed_sequences = run.config.train.packed_sequences
 
     def logprobs(mb, prompts, prompt_of) -> torch.Tensor:
         return completion_logprobs(
-            run.model, mb, temperature, chunk=chunk, prompts=prompts, prompt_of=prompt_of, packed=packed
+            run.model, mb, temperature, chunk=chunk, prompts=prompts, prompt_of=prompt_of, packed_sequences=packed_sequences
         )[0]
 
     body = body_and_head(run.model)[0] if run.config.train.shared_prompt else None
@@ -199,7 +200,7 @@ def micro_batches(run: Run, completions: list[Completion], per_token: dict[str, 
         per_token,
         cfg.micro_batch_size,
         run.tokenizer.pad_token_id,
-        share_prompts=cfg.shared_prompt,
+        shared_prompt=cfg.shared_prompt,
         max_tokens=cfg.micro_batch_tokens,
     )
 
@@ -217,8 +218,8 @@ def policy_updates(run: Run, completions: list[Completion], per_token: dict[str,
         entropy_coef=run.entropy_coef,
         tis_cap=cfg.algo.tis_cap,
         logprob_chunk=cfg.train.logprob_chunk,
-        share_prompts=cfg.train.shared_prompt,
-        packed=cfg.train.packed_sequences,
+        shared_prompt=cfg.train.shared_prompt,
+        packed_sequences=cfg.train.packed_sequences,
     )
     per_update: list[dict[str, float]] = []
     for epoch in range(cfg.train.inner_epochs):
@@ -247,7 +248,7 @@ def policy_updates(run: Run, completions: list[Completion], per_token: dict[str,
                     micro,
                     value_clip=cfg.critic.value_clip,
                     max_grad_norm=cfg.optim.max_grad_norm,
-                    share_prompts=cfg.train.shared_prompt,
+                    shared_prompt=cfg.train.shared_prompt,
                 )
             per_update.append(metrics)
     metrics = {key: sum(m.get(key, 0.0) for m in per_update) / len(per_update) for key in per_update[-1]}
@@ -384,6 +385,8 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     model, tokenizer = load_model(config.model.name, config.model.dtype, seed=config.train.seed)
     device = resolve_device(config.train.device)
     if device.type == "cpu" and config.train.reuse_freed_memory:
+        from rlvr.cpu.allocator import reuse_freed_memory  # CPU-only code, imported only on CPU
+
         reuse_freed_memory()
     model.to(device)
     ref_model = None
@@ -413,14 +416,14 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
             config.model.dtype,
             config.train.seed,
             device,
-            packed=config.train.packed_sequences,
+            packed_sequences=config.train.packed_sequences,
         )
     # Re-seed once every model exists: converting a model on a cold cache draws from the RNG,
     # and the rollout stream must not depend on whether the cache was warm.
     random.seed(config.train.seed)
     torch.manual_seed(config.train.seed)
     engine = make_engine(
-        config.rollout.engine, model, tokenizer, config.rollout.batch_size, config.rollout.packed_weights
+        config.rollout.engine, model, tokenizer, config.rollout.batch_size, config.rollout.onednn_weights
     )
     sampler = ShuffledSampler(len(train_set), config.train.seed)
     run = Run(

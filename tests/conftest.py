@@ -43,17 +43,17 @@ def tiny_config():
 
 @pytest.fixture
 def count_encodes(monkeypatch):
-    """The prompt tokens of each ``rlvr.hidden.encode_prompts`` call, in order (the prompts' forward passes)."""
-    import rlvr.hidden
-    import rlvr.update
+    """The prompt tokens of each ``rlvr.learner.forward.hidden.encode_prompts`` call, in order (the prompts' forward passes)."""
+    import rlvr.learner.forward.hidden
+    import rlvr.learner.forward.logprobs
 
     encoded = []
-    real = rlvr.hidden.encode_prompts
+    real = rlvr.learner.forward.hidden.encode_prompts
 
     def counting(body, prompt_ids, prompt_mask):
         encoded.append(int(prompt_mask.sum()))
         return real(body, prompt_ids, prompt_mask)
 
-    monkeypatch.setattr(rlvr.update, "encode_prompts", counting)  # the step's prompts, once
-    monkeypatch.setattr(rlvr.hidden, "encode_prompts", counting)  # a micro-batch's own prompts
+    monkeypatch.setattr(rlvr.learner.forward.logprobs, "encode_prompts", counting)  # the step's prompts, once
+    monkeypatch.setattr(rlvr.learner.forward.hidden, "encode_prompts", counting)  # a micro-batch's own prompts
     return encoded

@@ -89,15 +89,15 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_checkpoints(tiny_config, 
     config = tiny_config("train.steps=3", "checkpoint.every=1", "checkpoint.export_final=false")
     run_dir = tmp_path / "run"
     train(config, run_dir, stop_after=1)
-    import rlvr.batch
+    import rlvr.collect
 
-    real = rlvr.batch.ADVANTAGES.get("grpo")
+    real = rlvr.collect.ADVANTAGES.get("grpo")
 
     def poisoned(rewards, *, eps):
         advantages, metrics = real(rewards, eps=eps)
         return advantages * float("nan"), metrics
 
-    monkeypatch.setattr(rlvr.batch.ADVANTAGES, "get", lambda name: poisoned)
+    monkeypatch.setattr(rlvr.collect.ADVANTAGES, "get", lambda name: poisoned)
     with pytest.raises(TrainingError, match=r"^step 2: the loss is nan \(non-finite\); no update was applied$"):
         train(config, run_dir, resume=True)
     assert [p.name for p in list_checkpoints(run_dir)] == ["step-000001"]

@@ -31,7 +31,7 @@ from datetime import datetime
 from importlib.util import find_spec
 from pathlib import Path
 
-from rlvr.bench.child import FD_ENV
+from rlvr.bench.probe import FD_ENV
 from rlvr.bench.summary import key_ratios, model_flops, peak_mib, render, summarize
 from rlvr.config import load_config
 from rlvr.errors import ConfigError
@@ -39,7 +39,7 @@ from rlvr.errors import ConfigError
 # Each of rlvr's speed and memory optimizations switched off alone, then all together.
 VARIANTS: list[tuple[str, list[str]]] = [
     ("rollout.engine=hf", ["rollout.engine=hf"]),
-    ("rollout.packed_weights=false", ["rollout.packed_weights=false"]),
+    ("rollout.onednn_weights=false", ["rollout.onednn_weights=false"]),
     ("train.shared_prompt=false", ["train.shared_prompt=false"]),
     ("train.packed_sequences=false", ["train.packed_sequences=false"]),
     ("train.logprob_chunk=0", ["train.logprob_chunk=0"]),
@@ -48,7 +48,7 @@ VARIANTS: list[tuple[str, list[str]]] = [
         "all off",
         [
             "rollout.engine=hf",
-            "rollout.packed_weights=false",
+            "rollout.onednn_weights=false",
             "train.shared_prompt=false",
             "train.packed_sequences=false",
             "train.logprob_chunk=0",

@@ -31,7 +31,7 @@ def cmd_bench(args) -> int:
     from rich.console import Console
 
     from rlvr.bench import render, run_bench
-    from rlvr.cli import split_recipe_and_overrides
+    from rlvr.config import split_recipe_and_overrides
 
     recipe, overrides = split_recipe_and_overrides(args.recipe, args.overrides)
     out = Path(args.out or f"runs/bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}")

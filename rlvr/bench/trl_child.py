@@ -22,7 +22,7 @@ import time
 
 from transformers import TrainerCallback
 
-from rlvr.bench.child import Channel, memory_report, model_info, reset_peak, synchronize
+from rlvr.bench.probe import Channel, memory_report, model_info, reset_peak, synchronize
 from rlvr.errors import ConfigError
 
 # TRL's settings recorded in the JSON: the ones that matter for speed and memory.

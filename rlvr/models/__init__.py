@@ -165,6 +165,8 @@ def random_qwen25_05b(seed: int = 0):
     """
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    from rlvr.hf_compat import rope_settings
+
     tokenizer = load_tokenizer(str(smollm2_tokenizer_dir()))
     config = Qwen2Config(
         vocab_size=151936,
@@ -174,7 +176,7 @@ def random_qwen25_05b(seed: int = 0):
         num_attention_heads=14,
         num_key_value_heads=2,
         max_position_embeddings=32768,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+        **rope_settings(1_000_000.0),
         rms_norm_eps=1e-6,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,

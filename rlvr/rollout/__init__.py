@@ -113,8 +113,8 @@ def cut_at_stop(text: str, stop: list[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def make_engine(name: str, model, tokenizer, batch_size: int, packed_weights: bool = True) -> RolloutEngine:
-    """``packed_weights``: the fast engine decodes with oneDNN-reordered weights on CPU (rlvr.packed)."""
+def make_engine(name: str, model, tokenizer, batch_size: int, onednn_weights: bool = True) -> RolloutEngine:
+    """``onednn_weights``: the fast engine decodes with oneDNN-reordered weights on CPU (rlvr.cpu.onednn)."""
     if name == "hf":
         from rlvr.rollout.hf import HFGenerateEngine
 
@@ -122,5 +122,5 @@ def make_engine(name: str, model, tokenizer, batch_size: int, packed_weights: bo
     if name == "fast":
         from rlvr.rollout.fast import FastEngine
 
-        return FastEngine(model, tokenizer, batch_size=batch_size, packed_weights=packed_weights)
+        return FastEngine(model, tokenizer, batch_size=batch_size, onednn_weights=onednn_weights)
     raise ValueError(f"unknown rollout engine {name!r}")

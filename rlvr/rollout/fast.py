@@ -10,8 +10,8 @@ to it); faster because:
 - **Finished rows leave.** After eos, a stop string or the length bound, a row's cache entries,
   mask and position are dropped, and leading mask columns that only padding uses any more are
   cut off, so each step computes only the rows still running.
-- **Weights reordered once per call** (CPU, float32; ``packed_weights``): every ``nn.Linear``
-  runs through oneDNN on a reordered copy (``rlvr.packed``) instead of MKL's sgemm, which repacks
+- **Weights reordered once per call** (CPU, float32; ``onednn_weights``): every ``nn.Linear``
+  runs through oneDNN on a reordered copy (``rlvr.cpu.onednn``) instead of MKL's sgemm, which repacks
   the weight on every call; at a decode step's few rows that was 1.3-2x per layer and 2-4x on the
   vocabulary head. The default rollout went from 94 to 118-120 tok/s in ``rlvr bench``.
 - **No [steps, batch, vocab] logits.** The sampled token's log-prob is taken per step from the
@@ -73,16 +73,15 @@ detection assumes a stop string spans at most 2 x its UTF-8 length + 8 tokens; a
 is still cut correctly by ``trim_at_stop``, the row only decodes past it.
 """
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
-from rlvr.packed import packed_linears
+from rlvr.hf_compat import DynamicCache, DynamicLayer, cache_kwargs, output_cache
 from rlvr.rollout import Sample, SamplingParams, cut_at_stop, trim_at_stop
 
-STATS = ("prefill_rows", "prefill_tokens", "decode_row_steps", "chunks", "dropped_columns", "packed_linears")
+STATS = ("prefill_rows", "prefill_tokens", "decode_row_steps", "chunks", "dropped_columns", "onednn_linears")
 
 
 class SlabLayer(DynamicLayer):
@@ -246,23 +245,33 @@ def _expand_cache(cache, index: torch.Tensor, capacity: int, preallocate: bool) 
         cache.reorder_cache(index)
 
 
+def cpu_linears(model, enabled: bool):
+    """oneDNN-reordered linears for a rollout on the CPU (``rlvr.cpu``, imported only there);
+    elsewhere a block that swaps nothing (yields 0)."""
+    if not enabled or next(model.parameters()).device.type != "cpu":
+        return nullcontext(0)
+    from rlvr.cpu.onednn import onednn_linears
+
+    return onednn_linears(model, enabled)
+
+
 class FastEngine:
     """RolloutEngine with its own KV-cache decode loop; shares the trainer's module (new weights are live).
 
     ``last_stats`` after each ``continue_ids``: prefill_rows (distinct prefixes prefilled),
     prefill_tokens, decode_row_steps (rows x forward steps actually computed), chunks,
     dropped_columns (left-padding columns cut once the rows that needed them finished),
-    packed_linears (layers running on oneDNN-reordered weights, ``rlvr.packed``; 0 off CPU
-    or with ``packed_weights=False``).
+    onednn_linears (layers running on oneDNN-reordered weights, ``rlvr.cpu.onednn``; 0 off CPU
+    or with ``onednn_weights=False``).
     """
 
     preallocate = True  # False: grow the cache with torch.cat (transformers' DynamicLayer), for comparison
 
-    def __init__(self, model, tokenizer, batch_size: int = 64, packed_weights: bool = True) -> None:
+    def __init__(self, model, tokenizer, batch_size: int = 64, onednn_weights: bool = True) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.packed_weights = packed_weights
+        self.onednn_weights = onednn_weights
         self.last_stats: dict[str, int] = {}
 
     def update_weights(self, model) -> None:
@@ -278,8 +287,8 @@ class FastEngine:
         was_training = self.model.training
         self.model.eval()
         try:
-            with packed_linears(self.model, self.packed_weights) as packed:
-                self.last_stats["packed_linears"] = packed
+            with cpu_linears(self.model, self.onednn_weights) as packed:
+                self.last_stats["onednn_linears"] = packed
                 for chunk in plan_chunks(group_prefixes(prefixes), self.batch_size):
                     rows = [r for _, piece in chunk for r in piece]
                     for r, sample in zip(rows, self._run_chunk(chunk, sampling), strict=True):
@@ -330,7 +339,7 @@ class FastEngine:
             input_ids=input_ids,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
+            **cache_kwargs(self.model, cache),
             use_cache=True,
             logits_to_keep=1,
         )
@@ -338,7 +347,7 @@ class FastEngine:
         self.last_stats["prefill_tokens"] += sum(len(p) for p in prefixes)
         self.last_stats["chunks"] += 1
         lengths = mask.sum(dim=1)  # [U] the next token's position
-        return _Live(out.past_key_values, mask, lengths, list(range(len(prefixes)))), out.logits[:, -1, :]
+        return _Live(output_cache(out), mask, lengths, list(range(len(prefixes)))), out.logits[:, -1, :]
 
     def _decode_step(self, live: _Live, next_ids: torch.Tensor) -> torch.Tensor:
         """Feed one token per live row; returns the next logits [L, V] and advances the state."""
@@ -347,7 +356,7 @@ class FastEngine:
             input_ids=next_ids.unsqueeze(1),
             attention_mask=live.mask,
             position_ids=live.positions.unsqueeze(1),
-            past_key_values=live.cache,
+            **cache_kwargs(self.model, live.cache),
             use_cache=True,
         )
         live.positions = live.positions + 1

@@ -7,11 +7,13 @@ import torch
 from rlvr.config import ToolsConfig
 from rlvr.envs import ENVS, StepResult, tool_metrics
 from rlvr.envs.rollout import multi_turn_generate
+from rlvr.learner.forward.logprobs import completion_logprobs
+from rlvr.learner.microbatch import make_micro_batches
+from rlvr.learner.update import LossSettings, update_step
 from rlvr.models import tiny_random
 from rlvr.rollout import SamplingParams
 from rlvr.rollout.hf import HFGenerateEngine
 from rlvr.tasks import make_task
-from rlvr.update import LossSettings, completion_logprobs, make_micro_batches, update_step
 
 OBSERVATION = " [tool says: 42] "
 

@@ -6,13 +6,14 @@ import math
 import pytest
 import torch
 
+from rlvr.cpu.onednn import available, reorderable
+from rlvr.learner.forward.logprobs import completion_logprobs
+from rlvr.learner.microbatch import make_micro_batches
 from rlvr.models import tiny_random
-from rlvr.packed import available, packable
 from rlvr.rollout import SamplingParams, generate, prompt_ids
 from rlvr.rollout.fast import FastEngine, SlabLayer, draw, plan_chunks
 from rlvr.rollout.hf import HFGenerateEngine
 from rlvr.tasks import make_task
-from rlvr.update import completion_logprobs, make_micro_batches
 
 
 @pytest.fixture(scope="module")
@@ -232,10 +233,10 @@ def test_length_limit_and_single_token(engine, examples):
     torch.manual_seed(2)
     samples = engine.continue_ids([ids[0]] * 3 + [ids[1]] * 3, SamplingParams(max_new_tokens=4, temperature=1.0))
     assert all(s.finish_reason == "length" and len(s.token_ids) == len(s.logprobs) == 4 for s in samples)
-    linears = sum(packable(m) for m in engine.model.modules()) if available() else 0
+    linears = sum(reorderable(m) for m in engine.model.modules()) if available() else 0
     assert engine.last_stats == {"prefill_rows": 2, "prefill_tokens": len(ids[0]) + len(ids[1]),
                                  "decode_row_steps": 6 * 3, "chunks": 1, "dropped_columns": 0,
-                                 "packed_linears": linears}  # fmt: skip
+                                 "onednn_linears": linears}  # fmt: skip
     samples = engine.continue_ids([ids[0]] * 3, SamplingParams(max_new_tokens=1, temperature=0.0))
     assert all(s.finish_reason == "length" and len(s.token_ids) == 1 for s in samples)
     assert engine.last_stats["decode_row_steps"] == 0

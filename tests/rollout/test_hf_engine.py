@@ -3,11 +3,12 @@
 import pytest
 import torch
 
+from rlvr.learner.forward.logprobs import completion_logprobs
+from rlvr.learner.microbatch import make_micro_batches
 from rlvr.models import tiny_random
 from rlvr.rollout import SamplingParams, generate, prompt_ids
 from rlvr.rollout.hf import HFGenerateEngine
 from rlvr.tasks import make_task
-from rlvr.update import completion_logprobs, make_micro_batches
 
 
 @pytest.fixture(scope="module")

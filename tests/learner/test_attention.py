@@ -7,10 +7,11 @@ import pytest
 import torch
 import transformers.integrations.sdpa_attention as sdpa
 
-from rlvr.attention import FORCE_GQA, masked_gqa
+from rlvr.learner.forward.attention import FORCE_GQA, masked_gqa
+from rlvr.learner.forward.logprobs import completion_logprobs
+from rlvr.learner.microbatch import make_micro_batches
 from rlvr.models import tiny_random
-from rlvr.update import completion_logprobs, make_micro_batches
-from tests.test_update import grouped_rows, per_token
+from tests.learner.test_update import grouped_rows, per_token
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def repeats(monkeypatch):
 
 def logprobs_and_grads(model, batch):
     model.zero_grad(set_to_none=True)
-    logprobs, _ = completion_logprobs(model, batch, 1.0, chunk=8, packed=False)  # the padded pass: HF's attention
+    logprobs, _ = completion_logprobs(model, batch, 1.0, chunk=8, packed_sequences=False)  # the padded pass: HF's attention
     (logprobs * batch.mask).sum().backward()
     return logprobs.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 

@@ -46,7 +46,8 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
-from transformers import AttentionInterface
+
+from rlvr.hf_compat import attention_switchable, register_attention, using_attention
 
 FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"
 
@@ -148,14 +149,14 @@ def rows_attention(module, query, key, value, attention_mask, scaling=None, drop
     return layout.from_grid(grid), None
 
 
-AttentionInterface.register(ROWS_ATTENTION, rows_attention)
+register_attention(ROWS_ATTENTION, rows_attention)
 
 
 def packable(body) -> bool:
     """Whether ``body`` can run packed completions: a decoder whose attention goes through
     transformers' attention interface with full (not sliding-window) attention in every layer."""
     config = getattr(body, "config", None)
-    if config is None or not hasattr(config, "_attn_implementation_internal"):
+    if not attention_switchable(config):
         return False
     if getattr(config, "use_sliding_window", False) or getattr(config, "attn_logit_softcapping", None):
         return False
@@ -179,10 +180,5 @@ def through_recompute(body):
 @contextmanager
 def row_attention(body) -> Iterator[None]:
     """Within the block ``body``'s attention layers call :func:`rows_attention`."""
-    config = body.config
-    previous = config._attn_implementation_internal
-    config._attn_implementation_internal = ROWS_ATTENTION
-    try:
+    with using_attention(body.config, ROWS_ATTENTION):
         yield
-    finally:
-        config._attn_implementation_internal = previous

@@ -4,9 +4,11 @@ length bucketing and micro-batching, right padding."""
 import pytest
 import torch
 
+from rlvr.learner.forward.logprobs import completion_logprobs
+from rlvr.learner.microbatch import make_micro_batches
+from rlvr.learner.update import LossSettings, update_step
 from rlvr.models import tiny_random
 from rlvr.types import Completion, Example
-from rlvr.update import LossSettings, completion_logprobs, make_micro_batches, update_step
 
 EXAMPLE = Example(id="x", prompt=[{"role": "user", "content": "hi"}], answer="0")
 
@@ -126,7 +128,7 @@ def grouped_rows(prompts: int = 3, group: int = 4) -> list[Completion]:
 
 
 def update_gradients(
-    rows, advantages, size: int, share: bool, chunk: int = 0, entropy_coef: float = 0.0, packed: bool = True
+    rows, advantages, size: int, share: bool, chunk: int = 0, entropy_coef: float = 0.0, packed_sequences: bool = True
 ):
     model, _ = tiny_random(seed=1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
@@ -138,10 +140,10 @@ def update_gradients(
         SETTINGS.hparams,
         entropy_coef=entropy_coef,
         logprob_chunk=chunk,
-        share_prompts=share,
-        packed=packed,
+        shared_prompt=share,
+        packed_sequences=packed_sequences,
     )
-    batches = make_micro_batches(rows, per_token(rows, advantages), size=size, pad_id=0, share_prompts=share)
+    batches = make_micro_batches(rows, per_token(rows, advantages), size=size, pad_id=0, shared_prompt=share)
     metrics = update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
     return batches, metrics, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
@@ -186,7 +188,7 @@ def test_chunked_logprobs_give_the_same_loss_and_gradients(entropy_coef):
 
 def test_chunked_head_keeps_less_memory_for_the_backward_pass(model):
     """Saved-for-backward bytes of the head: O(chunk x vocab) chunked, O(tokens x vocab) whole."""
-    from rlvr.head import head_logprobs
+    from rlvr.learner.forward.head import head_logprobs
 
     head = model.get_output_embeddings()
     hidden = torch.randn(64, head.in_features, requires_grad=True)
@@ -227,7 +229,7 @@ def test_each_prompt_runs_once_per_optimizer_step(count_encodes):
 
 
 def test_step_prompts_maps_rows_to_distinct_prompts():
-    from rlvr.update import step_prompts
+    from rlvr.learner.microbatch import step_prompts
 
     rows = grouped_rows(prompts=2, group=3)
     batches = make_micro_batches(rows, per_token(rows, [1.0] * len(rows)), size=4, pad_id=0)
@@ -253,8 +255,8 @@ def with_tool_output(rows: list[Completion]) -> list[Completion]:
 def test_packed_completions_give_the_padded_loss_and_gradients(size, share):
     rows = with_tool_output(grouped_rows())  # lengths 1 to 7, so rows pad differently in every micro-batch
     advantages = [((i * 7) % 5 - 2) / 2 for i in range(len(rows))]
-    _, packed_metrics, packed = update_gradients(rows, advantages, size, share, chunk=4, packed=True)
-    _, padded_metrics, padded = update_gradients(rows, advantages, size, share, chunk=4, packed=False)
+    _, packed_metrics, packed = update_gradients(rows, advantages, size, share, chunk=4, packed_sequences=True)
+    _, padded_metrics, padded = update_gradients(rows, advantages, size, share, chunk=4, packed_sequences=False)
     assert packed_metrics["loss/total"] == pytest.approx(padded_metrics["loss/total"], rel=1e-6)
     assert packed_metrics["entropy"] == pytest.approx(padded_metrics["entropy"], rel=1e-6)
     assert packed.keys() == padded.keys()
@@ -264,14 +266,14 @@ def test_packed_completions_give_the_padded_loss_and_gradients(size, share):
 
 def test_packed_hidden_states_equal_the_padded_ones_at_every_token(model):
     """The states the head, the reference model and the critic read (predictor_hidden)."""
-    from rlvr.hidden import predictor_hidden
-    from rlvr.update import body_and_head
+    from rlvr.learner.forward.hidden import predictor_hidden
+    from rlvr.learner.forward.logprobs import body_and_head
 
     rows = with_tool_output(grouped_rows())
     body = body_and_head(model)[0]
     for batch in make_micro_batches(rows, per_token(rows, [1.0] * len(rows)), size=5, pad_id=0):
-        packed = predictor_hidden(body, batch, packed=True)
-        padded = predictor_hidden(body, batch, packed=False)
+        packed = predictor_hidden(body, batch, packed_sequences=True)
+        padded = predictor_hidden(body, batch, packed_sequences=False)
         real = batch.token_mask > 0
         assert packed.shape == padded.shape
         torch.testing.assert_close(packed[real], padded[real], rtol=1e-5, atol=1e-6)
@@ -280,8 +282,8 @@ def test_packed_hidden_states_equal_the_padded_ones_at_every_token(model):
 
 def test_packed_completions_feed_only_real_tokens(model):
     """The body sees sum(len - 1) completion tokens packed, n x (T - 1) padded."""
-    from rlvr.hidden import predictor_hidden
-    from rlvr.update import body_and_head
+    from rlvr.learner.forward.hidden import predictor_hidden
+    from rlvr.learner.forward.logprobs import body_and_head
 
     body = body_and_head(model)[0]
     fed = []
@@ -291,9 +293,9 @@ def test_packed_completions_feed_only_real_tokens(model):
     prompt_tokens = batch.prompt_ids.numel()
     try:
         with torch.no_grad():
-            predictor_hidden(body, batch, packed=True)
+            predictor_hidden(body, batch, packed_sequences=True)
             packed = fed[-1]
-            predictor_hidden(body, batch, packed=False)
+            predictor_hidden(body, batch, packed_sequences=False)
             padded = fed[-1]
     finally:
         hook.remove()
@@ -305,7 +307,7 @@ def test_packed_completions_feed_only_real_tokens(model):
 def test_packable_models():
     from transformers import LlamaConfig, MistralConfig, Qwen2Config
 
-    from rlvr.attention import packable
+    from rlvr.learner.forward.attention import packable
 
     class Body:
         def __init__(self, config):
@@ -319,7 +321,7 @@ def test_packable_models():
 
 
 def test_cut_by_budget_hand_computed():
-    from rlvr.update import cut_by_budget
+    from rlvr.learner.microbatch import cut_by_budget
 
     tokens = [3, 5, 2, 9, 4, 1]
     order = [5, 2, 0, 4, 1, 3]  # by length: 1, 2, 3, 4, 5, 9
@@ -345,13 +347,13 @@ def test_token_budget_micro_batches_give_the_same_loss_and_gradients():
         torch.testing.assert_close(param.grad, by_rows[name], rtol=1e-5, atol=1e-7, msg=name)
 
 
-def checkpointed_update(rows, advantages, packed: bool = True):
+def checkpointed_update(rows, advantages, packed_sequences: bool = True):
     model, _ = tiny_random(seed=1)
     model.gradient_checkpointing_enable()  # transformers' layers then drop KV caches in training mode
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    settings = LossSettings("ppo_clip", "token_mean", 1.0, SETTINGS.hparams, logprob_chunk=4, packed=packed)
+    settings = LossSettings("ppo_clip", "token_mean", 1.0, SETTINGS.hparams, logprob_chunk=4, packed_sequences=packed_sequences)
     batches = make_micro_batches(rows, per_token(rows, advantages), size=5, pad_id=0)
     metrics = update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
     return metrics, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -374,4 +376,4 @@ def test_gradient_checkpointing_without_packing_is_refused():
 
     rows = grouped_rows()
     with pytest.raises(TrainingError, match="packed_sequences"):
-        checkpointed_update(rows, [1.0] * len(rows), packed=False)
+        checkpointed_update(rows, [1.0] * len(rows), packed_sequences=False)

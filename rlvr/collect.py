@@ -15,11 +15,12 @@ from rlvr.algos import ADVANTAGES
 from rlvr.algos.shaping import otc_tool_reward, overlong_penalty
 from rlvr.config import RunConfig
 from rlvr.errors import ConfigError, TrainingError
+from rlvr.learner.forward.logprobs import body_and_head, completion_logprobs, per_row
+from rlvr.learner.microbatch import MicroBatch
 from rlvr.registry import call_with
 from rlvr.rewards import score
 from rlvr.rollout import SamplingParams, generate
 from rlvr.types import Completion, Example
-from rlvr.update import MicroBatch, body_and_head, completion_logprobs, per_row
 
 
 @dataclass
@@ -121,20 +122,20 @@ def reference_kl(
     width: int,
     estimator,
     temperature: float,
-    share_prompts: bool = True,
-    packed: bool = True,
+    shared_prompt: bool = True,
+    packed_sequences: bool = True,
 ):
     """Per-token KL(rollout policy || reference) [count, width], rows in completion order; with
-    ``share_prompts`` each distinct prompt runs once through the reference model; ``packed`` as
-    in :func:`rlvr.hidden.completion_hidden`."""
+    ``shared_prompt`` each distinct prompt runs once through the reference model; ``packed_sequences`` as
+    in :func:`rlvr.learner.forward.hidden.completion_hidden`."""
 
     def kl(mb: MicroBatch, prompts, prompt_of) -> torch.Tensor:
         ref_logprobs, _ = completion_logprobs(
-            ref_model, mb, temperature, prompts=prompts, prompt_of=prompt_of, packed=packed
+            ref_model, mb, temperature, prompts=prompts, prompt_of=prompt_of, packed_sequences=packed_sequences
         )
         return estimator(mb.rollout_logprobs, ref_logprobs)[0]
 
-    body = body_and_head(ref_model)[0] if share_prompts else None
+    body = body_and_head(ref_model)[0] if shared_prompt else None
     return per_row(micro_batches, count, width, next(ref_model.parameters()).device, kl, body=body)
 
 

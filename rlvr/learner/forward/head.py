@@ -18,21 +18,36 @@ fused linear-cross-entropy kernels that do this (Liger, Apple's cut-cross-entrop
 only and compute a loss, not per-token log-probs and entropies with their own upstream gradients.
 
 On CPU in float32 the logits (forward and recompute) run through oneDNN on a weight reordered
-once per call, or once per optimizer step inside ``rlvr.packed.reorder_once`` (the update):
-on the AMD EPYC (AVX2) machine MKL's sgemm at the update's few hundred rows per micro-batch and
-a 49k vocabulary ran at 51 GFLOP/s against oneDNN's 134 (335 vs 127 ms at 300 rows); on an
-Intel AVX-512 Xeon the two are even (63 vs 60 ms).
+once per call, or once per optimizer step inside ``rlvr.cpu.onednn.reorder_once`` (the update):
+MKL's sgemm repacks the [vocab, hidden] weight on every call, which at a few hundred rows sets
+the time on some CPUs (measurements: docs/results.md, "oneDNN linears"). ``rlvr.cpu`` is imported
+only when the weight is on the CPU.
 
 Limits: a plain ``nn.Linear`` head without bias (Llama, Qwen, SmolLM2, GPT-NeoX heads); a head
 with a bias or wrapped by an adapter falls back to :func:`checkpointed_logprobs`, the autograd
 version under activation checkpointing (same numbers, more memory traffic).
 """
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from rlvr.packed import pack_weight, packed_linear
+
+def reorder_weight(weight: torch.Tensor):
+    """The oneDNN-reordered copy of a CPU float32 weight (``rlvr.cpu.onednn``), else None."""
+    if weight.device.type != "cpu":
+        return None
+    from rlvr.cpu.onednn import reorder_weight as reorder
+
+    return reorder(weight)
+
+
+def onednn_linear(packed, bias, hidden: torch.Tensor) -> torch.Tensor:
+    from rlvr.cpu.onednn import onednn_linear as linear
+
+    return linear(packed, bias, hidden)
 
 
 def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -41,8 +56,8 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _chunk_logits(hidden: torch.Tensor, weight: torch.Tensor, temperature: float, packed=None) -> torch.Tensor:
-    """z = W h / T [c, V]; through ``packed`` (oneDNN, ``rlvr.packed``) when given."""
-    logits = hidden @ weight.t() if packed is None else packed_linear(packed, None, hidden)
+    """z = W h / T [c, V]; through ``packed`` (oneDNN, ``rlvr.cpu.onednn``) when given."""
+    logits = hidden @ weight.t() if packed is None else onednn_linear(packed, None, hidden)
     logits = logits.to(_accumulation_dtype(weight.dtype))  # [c, V]
     return logits.div_(temperature) if temperature != 1.0 else logits
 
@@ -67,7 +82,7 @@ class FusedLogprobHead(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, temperature: float, chunk: int, entropy_grad: bool):
         chosen, lse, entropy = [], [], []
-        packed = pack_weight(weight)  # the forward and the backward's recompute both read it
+        packed = reorder_weight(weight)  # the forward and the backward's recompute both read it
         with torch.no_grad():
             for start in range(0, hidden.shape[0], chunk):
                 c, s, e = _chunk_forward(
@@ -124,6 +139,16 @@ class FusedLogprobHead(torch.autograd.Function):
 def fusable(head: nn.Module) -> bool:
     """Whether :class:`FusedLogprobHead` computes this head: a plain bias-free ``nn.Linear``."""
     return type(head) is nn.Linear and head.bias is None
+
+
+def head_weight_once(head: nn.Module):
+    """A context in which a fused CPU head's weight is reordered for oneDNN once (it changes only at
+    the optimizer step), for all the micro-batches of an update; elsewhere a no-op."""
+    if not fusable(head) or head.weight.device.type != "cpu":
+        return nullcontext()
+    from rlvr.cpu.onednn import reorder_once
+
+    return reorder_once(head.weight)
 
 
 def _autograd_chunk(head, hidden, targets, temperature: float, entropy_grad: bool):

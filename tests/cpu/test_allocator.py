@@ -7,7 +7,7 @@ import pytest
 
 SCRIPT = """
 import resource, sys, torch
-from rlvr.allocator import reuse_freed_memory
+from rlvr.cpu.allocator import reuse_freed_memory
 if sys.argv[1] == "on":
     assert reuse_freed_memory()
 for _ in range(4):  # the first rounds grow the heap; the last is what a training step sees

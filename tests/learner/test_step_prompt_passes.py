@@ -5,11 +5,12 @@ prompts give."""
 import pytest
 import torch
 
-from rlvr.batch import reference_kl
-from rlvr.critic import ValueModel, critic_update, values_for
+from rlvr.collect import reference_kl
+from rlvr.learner.critic import ValueModel, critic_update, values_for
+from rlvr.learner.forward.logprobs import body_and_head, completion_logprobs, per_row
+from rlvr.learner.microbatch import make_micro_batches
 from rlvr.models import tiny_random
-from rlvr.update import body_and_head, completion_logprobs, make_micro_batches, per_row
-from tests.test_update import grouped_rows
+from tests.learner.test_update import grouped_rows
 
 
 def batches_of(rows, size: int, share: bool):
@@ -20,7 +21,7 @@ def batches_of(rows, size: int, share: bool):
         "returns": torch.randn(len(rows), width, generator=g),
         "old_values": torch.randn(len(rows), width, generator=g) * 0.1,
     }
-    return make_micro_batches(rows, per_token, size=size, pad_id=0, share_prompts=share), width
+    return make_micro_batches(rows, per_token, size=size, pad_id=0, shared_prompt=share), width
 
 
 def test_per_row_shares_prompts_and_gives_the_same_logprobs(count_encodes):
@@ -47,10 +48,10 @@ def test_reference_kl_is_the_same_with_shared_prompts(count_encodes):
     rows = grouped_rows(prompts=2, group=3)
     k3 = lambda rollout, ref: (torch.exp(ref - rollout) - (ref - rollout) - 1, {})  # noqa: E731
     shared_batches, width = batches_of(rows, size=4, share=True)
-    shared = reference_kl(model, shared_batches, len(rows), width, k3, 1.0, share_prompts=True)
+    shared = reference_kl(model, shared_batches, len(rows), width, k3, 1.0, shared_prompt=True)
     assert len(count_encodes) == 1
     plain_batches, _ = batches_of(rows, size=4, share=False)
-    plain = reference_kl(model, plain_batches, len(rows), width, k3, 1.0, share_prompts=False)
+    plain = reference_kl(model, plain_batches, len(rows), width, k3, 1.0, shared_prompt=False)
     assert shared.abs().sum() > 0
     torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-6)
 
@@ -72,9 +73,9 @@ def test_critic_values_and_update_are_the_same_with_shared_prompts(count_encodes
         count_encodes.clear()
         model = critic()
         batches, width = batches_of(rows, size=5, share=share)
-        values = values_for(model, batches, len(rows), width, share_prompts=share)
+        values = values_for(model, batches, len(rows), width, shared_prompt=share)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # keep the gradients, change nothing
-        metrics = critic_update(model, optimizer, batches, value_clip=0.2, max_grad_norm=1e9, share_prompts=share)
+        metrics = critic_update(model, optimizer, batches, value_clip=0.2, max_grad_norm=1e9, shared_prompt=share)
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         results[share] = values, metrics, grads, list(count_encodes)
     (values, metrics, grads, encodes), (plain_values, plain_metrics, plain_grads, plain_encodes) = (

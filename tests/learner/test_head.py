@@ -1,4 +1,4 @@
-"""The fused LM-head log-probs (rlvr.head) against hand-computed numbers and against autograd."""
+"""The fused LM-head log-probs (rlvr.learner.forward.head) against hand-computed numbers and against autograd."""
 
 import math
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from rlvr.head import FusedLogprobHead, checkpointed_logprobs, fusable, head_logprobs
-from rlvr.packed import available
+from rlvr.cpu.onednn import available
+from rlvr.learner.forward.head import FusedLogprobHead, checkpointed_logprobs, fusable, head_logprobs
 
 
 def test_fused_head_matches_hand_computed_values():
@@ -73,14 +73,14 @@ def test_only_plain_bias_free_linear_heads_are_fused():
 
 
 @pytest.mark.skipif(not available(), reason="this torch build has no oneDNN")
-def test_float32_head_runs_on_packed_weights_with_the_autograd_numbers(monkeypatch):
+def test_float32_head_runs_on_onednn_weights_with_the_autograd_numbers(monkeypatch):
     """On CPU in float32 the forward and the backward's recompute go through oneDNN on a weight
     reordered once per call; values and gradients stay those of the autograd log-softmax."""
-    import rlvr.head
+    import rlvr.learner.forward.head
 
     calls = []
-    real = rlvr.head.packed_linear
-    monkeypatch.setattr(rlvr.head, "packed_linear", lambda *a: calls.append(1) or real(*a))
+    real = rlvr.learner.forward.head.onednn_linear
+    monkeypatch.setattr(rlvr.learner.forward.head, "onednn_linear", lambda *a: calls.append(1) or real(*a))
     g = torch.Generator().manual_seed(1)
     head = nn.Linear(16, 300, bias=False)
     hidden = torch.randn(37, 16, generator=g)

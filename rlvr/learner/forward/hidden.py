@@ -4,21 +4,21 @@ Each distinct prompt runs through the body once ([G, P], left-padded; :func:`enc
 and its last hidden state and every layer's keys/values (:class:`PromptStates`) serve all the
 rows that continue it. :func:`completion_hidden` then gives, for each completion token, the
 hidden state whose next-token logits predict it: packed by default (the rows' real tokens as one
-sequence, attention per row; :mod:`rlvr.attention`), or right-padded through transformers' own
-cache. The loss, the optimizer step and the micro-batch bookkeeping are in :mod:`rlvr.update`.
+sequence, attention per row; :mod:`rlvr.learner.forward.attention`), or right-padded through transformers' own
+cache. The loss, the optimizer step and the micro-batch bookkeeping are in :mod:`rlvr.learner.update`.
 """
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-from transformers import DynamicCache
 
-from rlvr.attention import PromptCapture, RowLayout, checkpointing, masked_gqa, packable, row_attention
 from rlvr.errors import TrainingError
+from rlvr.hf_compat import DynamicCache, cache_kwargs, output_cache
+from rlvr.learner.forward.attention import PromptCapture, RowLayout, checkpointing, masked_gqa, packable, row_attention
 
 if TYPE_CHECKING:
-    from rlvr.update import MicroBatch
+    from rlvr.learner.microbatch import MicroBatch
 
 
 @dataclass
@@ -56,12 +56,12 @@ def encode_prompts(body, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) ->
         return captured_prompts(body, prompt_ids, prompt_mask, positions)
     with masked_gqa(prompt_ids.device):
         out = body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
-    layers = out.past_key_values.layers
+    layers = output_cache(out).layers
     return PromptStates(out.last_hidden_state[:, -1], [c.keys for c in layers], [c.values for c in layers], prompt_mask)
 
 
 def captured_prompts(body, prompt_ids, prompt_mask, positions) -> PromptStates:
-    """:func:`encode_prompts` with the keys/values kept by :func:`rlvr.attention.rows_attention`."""
+    """:func:`encode_prompts` with the keys/values kept by :func:`rlvr.learner.forward.attention.rows_attention`."""
     if not packable(body):
         raise TrainingError("model.gradient_checkpointing: rlvr cannot keep this model's prompt KV; turn it off")
     width = prompt_ids.shape[1]
@@ -79,17 +79,17 @@ def captured_prompts(body, prompt_ids, prompt_mask, positions) -> PromptStates:
     return PromptStates(out.last_hidden_state[:, -1], keys, values, prompt_mask)
 
 
-def completion_hidden(body, prompts: PromptStates, prompt_of, targets, token_mask, packed: bool = True) -> torch.Tensor:
+def completion_hidden(body, prompts: PromptStates, prompt_of, targets, token_mask, packed_sequences: bool = True) -> torch.Tensor:
     """Hidden states [n, T, H] whose next-token logits predict each completion token [n, T]: the
     prompt's last state for token 0, the completion's own states after it.
 
     Row i continues prompt ``prompt_of[i]``: the prompt's KV is gathered to the rows (a
     differentiable index, so every row's gradient reaches its prompt) and the completions run on
     top of it. The last completion token is never fed: nothing is predicted from it. With
-    ``packed`` (and a body that allows it, :func:`rlvr.attention.packable`) the completions run
+    ``packed_sequences`` (and a body that allows it, :func:`rlvr.learner.forward.attention.packable`) the completions run
     without padding (:func:`packed_completion_hidden`); else right-padded to the longest row.
     """
-    if packed and packable(body):
+    if packed_sequences and packable(body):
         return packed_completion_hidden(body, prompts, prompt_of, targets, token_mask)
     if checkpointing(body):  # the layers would drop the prompts' cache: completions blind to their prompts
         raise TrainingError("model.gradient_checkpointing needs packed completions (train.packed_sequences=true)")
@@ -109,7 +109,7 @@ def completion_hidden(body, prompts: PromptStates, prompt_of, targets, token_mas
             input_ids=feed,
             attention_mask=torch.cat([prompt_mask, token_mask[:, :-1]], dim=1),
             position_ids=prompt_mask.sum(1, keepdim=True) + torch.arange(steps - 1, device=feed.device),
-            past_key_values=cache,
+            **cache_kwargs(body, cache),
             use_cache=True,
         ).last_hidden_state  # [n, T-1, H]
     return torch.cat([first, rest], dim=1)
@@ -118,7 +118,7 @@ def completion_hidden(body, prompts: PromptStates, prompt_of, targets, token_mas
 def packed_completion_hidden(body, prompts: PromptStates, prompt_of, targets, token_mask) -> torch.Tensor:
     """:func:`completion_hidden` with the N fed tokens of all rows as one sequence [1, N]: the
     linear layers, norms and MLPs (nearly all the FLOPs) never see padding; attention runs per
-    row on the padded grid (:func:`rlvr.attention.rows_attention`), each row on its prompt's
+    row on the padded grid (:func:`rlvr.learner.forward.attention.rows_attention`), each row on its prompt's
     keys/values and then its own tokens, as in the padded pass.
 
     Measured on the default recipe's update (AMD EPYC Zen 4, 2 threads; one step's batch, the
@@ -164,10 +164,10 @@ def packed_completion_hidden(body, prompts: PromptStates, prompt_of, targets, to
 
 
 def predictor_hidden(
-    body, batch: "MicroBatch", prompts: PromptStates | None = None, prompt_of=None, packed: bool = True
+    body, batch: "MicroBatch", prompts: PromptStates | None = None, prompt_of=None, packed_sequences: bool = True
 ) -> torch.Tensor:
     """:func:`completion_hidden` of a micro-batch: over its own prompts, or over ``prompts``
     computed once for the whole step (then ``prompt_of`` [n] indexes them)."""
     if prompts is None:
         prompts, prompt_of = encode_prompts(body, batch.prompt_ids, batch.prompt_mask), batch.prompt_of
-    return completion_hidden(body, prompts, prompt_of, batch.targets, batch.token_mask, packed)
+    return completion_hidden(body, prompts, prompt_of, batch.targets, batch.token_mask, packed_sequences)

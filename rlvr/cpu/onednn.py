@@ -5,9 +5,9 @@ matrix on every call. At a decode step's few rows (M <= 64) that repacking, not 
 sets the time. oneDNN's inner-product with the weight reordered ahead of time
 (``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise``, the pair torch.compile's
 CPU weight-freezing pass emits) skips it. No maintained library offers this for an eager HF
-model, hence this module. Two users: :func:`packed_linears` swaps each layer's ``forward`` for
-the duration of a rollout (``rlvr.rollout.fast``), and the fused LM head (``rlvr.head``) runs its
-[tokens, vocab] logits through :func:`pack_weight` / :func:`packed_linear` in the update, with
+model, hence this module. Two users: :func:`onednn_linears` swaps each layer's ``forward`` for
+the duration of a rollout (``rlvr.rollout.fast``), and the fused LM head (``rlvr.learner.forward.head``) runs its
+[tokens, vocab] logits through :func:`reorder_weight` / :func:`onednn_linear` in the update, with
 the weight reordered once per optimizer step (:func:`reorder_once`).
 
 On an Intel Xeon with AVX-512 (session 5's machine) MKL does not repack at a loss: there the
@@ -60,7 +60,7 @@ def available() -> bool:
         return False
 
 
-def packable(module: nn.Module) -> bool:
+def reorderable(module: nn.Module) -> bool:
     return type(module) is nn.Linear and module.weight.device.type == "cpu" and module.weight.dtype == torch.float32
 
 
@@ -71,8 +71,8 @@ def _held_key(weight: torch.Tensor) -> tuple:
     return weight.data_ptr(), tuple(weight.shape), weight.stride()
 
 
-def pack_weight(weight: torch.Tensor) -> torch.Tensor | None:
-    """A oneDNN-reordered copy of ``weight`` [out, in] (no gradient) for :func:`packed_linear`, or
+def reorder_weight(weight: torch.Tensor) -> torch.Tensor | None:
+    """A oneDNN-reordered copy of ``weight`` [out, in] (no gradient) for :func:`onednn_linear`, or
     None where it cannot be made (no oneDNN, not a float32 CPU tensor, a refused reorder). Inside
     :func:`reorder_once` for this weight, the copy made on entry."""
     if weight.device.type != "cpu" or weight.dtype != torch.float32 or not available():
@@ -90,21 +90,21 @@ def _reorder(weight: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(weight, ROWS_HINT)
 
 
-def packed_linear(packed: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-    """x [..., in] -> x W^T + b [..., out] with W from :func:`pack_weight`; no autograd."""
+def onednn_linear(packed: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """x [..., in] -> x W^T + b [..., out] with W from :func:`reorder_weight`; no autograd."""
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
 @contextmanager
 def reorder_once(weight: torch.Tensor) -> Iterator[bool]:
-    """Within the block, :func:`pack_weight` of ``weight`` hands out one copy reordered on entry
+    """Within the block, :func:`reorder_weight` of ``weight`` hands out one copy reordered on entry
     instead of reordering on every call; yields whether one was made. For a block in which the
     weight does not change: the update's micro-batches, before the optimizer step (the fused LM
     head reorders its [vocab, hidden] weight, ~110 MB at SmolLM2's, once per optimizer step
     instead of once per micro-batch). Why not a cache keyed on the weight's version: fused AdamW
     updates parameters without bumping their version counter, so a stale copy would go unseen."""
     key = _held_key(weight)
-    packed = pack_weight(weight) if key not in _HELD else None
+    packed = reorder_weight(weight) if key not in _HELD else None
     if packed is None:  # nothing to reorder, or an enclosing block holds it already
         yield key in _HELD
         return
@@ -116,17 +116,17 @@ def reorder_once(weight: torch.Tensor) -> Iterator[bool]:
 
 
 @contextmanager
-def packed_linears(model: nn.Module, enabled: bool = True) -> Iterator[int]:
-    """Within the block, each :func:`packable` layer of ``model`` computes with a oneDNN-reordered
+def onednn_linears(model: nn.Module, enabled: bool = True) -> Iterator[int]:
+    """Within the block, each :func:`reorderable` layer of ``model`` computes with a oneDNN-reordered
     copy of its current weight; yields how many layers were swapped. The weights are read on
     entry: enter again after an optimizer step. Every layer is restored on exit."""
     swapped: list[nn.Module] = []
     try:
         for module in model.modules() if enabled else []:
-            packed = pack_weight(module.weight) if packable(module) else None
+            packed = reorder_weight(module.weight) if reorderable(module) else None
             if packed is not None:
                 bias = None if module.bias is None else module.bias.detach()
-                module.forward = partial(packed_linear, packed, bias)  # shadows the class's forward
+                module.forward = partial(onednn_linear, packed, bias)  # shadows the class's forward
                 swapped.append(module)
         yield len(swapped)
     finally:

@@ -1,0 +1,162 @@
+"""The policy update: completions -> micro-batches -> log-probs -> loss -> one optimizer step.
+
+Layout: each distinct prompt runs through the body once per optimizer step ([G, P], left-padded,
+:func:`step_prompts`), however many rows continue it and whichever micro-batches they fall in.
+Its KV cache is gathered to the rows and the completions attend to it: the G completions of a
+group share one prompt computation (at the default task the chat-templated prompt is over half
+of every sequence, so this about halves the update's FLOPs). The completions of a micro-batch
+run packed, their real tokens as one sequence, with attention per row
+(:mod:`rlvr.learner.forward.hidden`, :mod:`rlvr.learner.forward.attention`); the results land in a right-padded [n, T] grid.
+The prompts' outputs enter each micro-batch as detached leaves; their gradients accumulate there
+and the prompts' backward runs once after the last micro-batch (:class:`PromptStates`), so the
+sum of the gradients is exact. Rows are sorted by completion length before they are cut into
+micro-batches, so the attention grid pads little. The language-model head runs only where a
+loss is taken, fused and chunked (:mod:`rlvr.learner.forward.head`): no [tokens, vocab] float32 tensor of a
+whole micro-batch is ever held for the backward pass.
+
+Why by hand: TRL and verl forward the whole prompt+completion per sequence; sequence packing
+(flash-attn varlen) needs CUDA kernels and does not share the prompt. HF's cache API does the
+sharing with plain differentiable tensor indexing.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+
+from rlvr.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
+from rlvr.errors import TrainingError
+from rlvr.learner.forward.attention import through_recompute
+from rlvr.learner.forward.head import head_weight_once
+from rlvr.learner.forward.logprobs import (
+    DEFAULT_LOGPROB_CHUNK,
+    body_and_head,
+    completion_logprobs,
+    prompts_of_step,
+    trained_prompts_of_step,
+)
+from rlvr.learner.microbatch import MicroBatch
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    policy_loss: str
+    aggregation: str
+    temperature: float
+    hparams: dict  # keyword hyper-parameters by name (clip_low, clip_high, max_tokens, ...)
+    kl_coef: float = 0.0  # KL in the loss (0: off)
+    logprob_chunk: int = DEFAULT_LOGPROB_CHUNK  # tokens per LM-head chunk (0: all at once)
+    kl_estimator: str = "k3"
+    entropy_coef: float = 0.0
+    tis_cap: float | None = None
+    shared_prompt: bool = True  # each distinct prompt runs once per optimizer step, for all its rows
+    packed_sequences: bool = True  # completions run without padding (rlvr.learner.forward.hidden.packed_completion_hidden)
+
+
+def update_step(
+    model,
+    ref_model,
+    optimizer,
+    scheduler,
+    micro_batches: list[MicroBatch],
+    settings: LossSettings,
+    max_grad_norm: float,
+    step: int,
+) -> dict[str, float]:
+    """One optimizer step over ``micro_batches`` (gradient accumulation); returns metrics."""
+    from rlvr.algos.losses import truncated_is_weights
+    from rlvr.registry import call_with
+
+    policy_loss = POLICY_LOSSES.get(settings.policy_loss)
+    aggregate = AGGREGATIONS.get(settings.aggregation)
+    kl_estimator = KL_ESTIMATORS.get(settings.kl_estimator) if settings.kl_coef > 0 else None
+    batch_tokens = float(sum(mb.mask.sum().item() for mb in micro_batches))
+    batch_sequences = sum(mb.mask.shape[0] for mb in micro_batches)
+    sums: dict[str, float] = defaultdict(float)
+    weights: dict[str, float] = defaultdict(float)
+
+    def record(name: str, value: float, weight: float) -> None:
+        sums[name] += value * weight
+        weights[name] += weight
+
+    total_loss = 0.0
+    device = next(model.parameters()).device
+    optimizer.zero_grad(set_to_none=True)
+    body, head = body_and_head(model)
+    with through_recompute(body):
+        # the prompts' forward once; their backward once, after every micro-batch's
+        prompts, leaves, rows_prompt = trained_prompts_of_step(body, micro_batches, device, settings.shared_prompt)
+        ref_prompts = None
+        if settings.shared_prompt and kl_estimator is not None:
+            with torch.no_grad():
+                ref_prompts, _ = prompts_of_step(body_and_head(ref_model)[0], micro_batches, device)
+        # the fused head's weight is reordered for oneDNN once for all micro-batches (it changes at the optimizer step)
+        with head_weight_once(head):
+            for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
+                mb = mb.to(device)
+                logprobs, entropy = completion_logprobs(
+                    model,
+                    mb,
+                    settings.temperature,
+                    with_entropy=True,
+                    entropy_grad=settings.entropy_coef > 0,
+                    chunk=settings.logprob_chunk,
+                    prompts=leaves,
+                    prompt_of=prompt_of,
+                    packed_sequences=settings.packed_sequences,
+                )
+                per_token, loss_metrics = call_with(
+                    policy_loss, logprobs, mb.old_logprobs, mb.advantages, mb.mask, **settings.hparams
+                )
+                tokens = mb.mask.sum().item()
+                if settings.tis_cap is not None:
+                    is_weights, _ = truncated_is_weights(
+                        mb.old_logprobs, mb.rollout_logprobs, mb.mask, cap=settings.tis_cap
+                    )
+                    per_token = per_token * is_weights
+                if kl_estimator is not None:
+                    with torch.no_grad():
+                        ref_logprobs, _ = completion_logprobs(
+                            ref_model,
+                            mb,
+                            settings.temperature,
+                            chunk=settings.logprob_chunk,
+                            prompts=ref_prompts,
+                            prompt_of=prompt_of,
+                            packed_sequences=settings.packed_sequences,
+                        )
+                    kl, _ = kl_estimator(logprobs, ref_logprobs)
+                    per_token = per_token + settings.kl_coef * kl * mb.mask
+                    record("kl", (kl.detach() * mb.mask).sum().item() / max(tokens, 1), tokens)
+                if settings.entropy_coef > 0:
+                    per_token = per_token - settings.entropy_coef * entropy * mb.mask
+                loss, _ = call_with(
+                    aggregate,
+                    per_token,
+                    mb.mask,
+                    batch_tokens=batch_tokens,
+                    batch_sequences=batch_sequences,
+                    **settings.hparams,
+                )
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"step {step}: the loss is {loss.item()} (non-finite); no update was applied")
+                loss.backward()
+                total_loss += loss.item()
+                for name, value in loss_metrics.items():
+                    record(name, value, tokens)
+                record("entropy", (entropy.detach() * mb.mask).sum().item() / max(tokens, 1), tokens)
+                mismatch = ((logprobs.detach() - mb.rollout_logprobs).abs() * mb.mask).sum().item() / max(tokens, 1)
+                record("logprob_mismatch", mismatch, tokens)
+            if prompts is not None:
+                prompts.backward_from(leaves)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm).item()
+    if not torch.isfinite(torch.tensor(grad_norm)):
+        optimizer.zero_grad(set_to_none=True)
+        raise TrainingError(f"step {step}: the gradient norm is {grad_norm} (non-finite); no update was applied")
+    optimizer.step()
+    scheduler.step()
+    metrics = {name: sums[name] / weights[name] for name in sums if weights[name] > 0}
+    metrics["loss/total"] = total_loss
+    metrics["grad_norm"] = grad_norm
+    return metrics
