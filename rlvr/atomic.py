@@ -21,6 +21,7 @@ def atomic_folder(target: Path, fsync: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{target.name}-"))
     try:
         yield tmp
+        readable_as_umask_allows(tmp)
         if fsync:
             for path in tmp.iterdir():
                 with path.open("rb") as handle:
@@ -30,3 +31,15 @@ def atomic_folder(target: Path, fsync: bool = False) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def readable_as_umask_allows(folder: Path) -> None:
+    """Give ``folder`` and everything in it the modes a plain ``mkdir``/``open`` would have had:
+    ``mkdtemp`` makes the folder owner-only (0700), which would keep an exported model or a
+    checkpoint from other users and containers."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for root, dirs, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~umask)

@@ -10,8 +10,9 @@ one. Only complete folders are ever read back.
 
 import random
 import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -20,6 +21,40 @@ from rlvr.atomic import atomic_folder
 from rlvr.errors import TrainingError
 
 PREFIX = "step-"
+
+
+class Stateful(Protocol):
+    """What a checkpoint saves of a part: any object with these two methods (an optimizer, a
+    scheduler, a sampler, a controller, the RNGs) registers itself with ``Run.keep(name, part)``."""
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass
+class Coefficients:
+    """The loss coefficients adaptive controllers move during training."""
+
+    kl: float  # the KL coefficient applied this step
+    entropy: float  # the entropy bonus the loss applies
+    entropy_state: float  # the entropy controller's carried coefficient
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.kl, self.entropy, self.entropy_state = state["kl"], state["entropy"], state["entropy_state"]
+
+
+class RngState:
+    """Python's and torch's (and CUDA's) generators: read when the checkpoint is written."""
+
+    def state_dict(self) -> dict:
+        return rng_state()
+
+    def load_state_dict(self, state: dict) -> None:
+        restore_rng(state)
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
@@ -46,7 +81,7 @@ def save_checkpoint(run_dir: Path, step: int, model, state: dict[str, Any], conf
     target = root / f"{PREFIX}{step:06d}"
     with atomic_folder(target, fsync=True) as tmp:
         save_file(trainable_state(model), str(tmp / "model.safetensors"))
-        torch.save({**state, "step": step, "rng": rng_state()}, tmp / "state.pt")
+        torch.save({**state, "step": step}, tmp / "state.pt")
         (tmp / "config.yaml").write_text(config_yaml)
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

@@ -88,14 +88,13 @@ def cmd_train(args) -> int:
     if args.resume:
         import yaml
 
-        from rlvr.config import apply_override
+        from rlvr.config import apply_overrides
 
         saved = Path(args.resume) / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"nothing to resume: {saved} not found")
         raw = yaml.safe_load(saved.read_text())
-        for override in ([recipe] if recipe else []) + overrides:
-            apply_override(raw, override)
+        apply_overrides(raw, ([recipe] if recipe else []) + overrides)
         config = validate(raw, source=str(saved))
         run_dir = train(config, Path(args.resume), resume=True)
     else:

@@ -44,10 +44,30 @@ class TaskConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-class RewardSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Component(BaseModel):
+    """A registered function by ``name`` plus its own hyper-parameters (every other key), checked
+    against the function's signature at load (:meth:`rlvr.registry.Registry.resolve`). A bare
+    string is the name with the function's defaults: ``algo.policy_loss: gspo``."""
+
+    model_config = ConfigDict(extra="allow")
     name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RewardSpec(Component):
+    """One term of the reward mix: ``{name: math, weight: 1.0}`` plus the reward's own hyper-parameters."""
+
     weight: float = 1.0
+
+    def params(self) -> dict[str, Any]:
+        return {k: v for k, v in (self.model_extra or {}).items()}
 
 
 class RolloutConfig(Section):
@@ -75,24 +95,24 @@ class ToolsConfig(Section):
     memory_mb: int = Field(512, ge=64)  # python: address-space limit of the sandbox
     max_output_chars: int = Field(1000, ge=16)  # tool output shown to the model
     top_k: int = Field(3, ge=1)  # search: documents per query
-    cost: Literal["none", "per_call", "otc"] = "none"  # tool-call cost in the reward
-    cost_coef: float = Field(0.05, ge=0)  # per_call: reward subtracted per call
+    cost: Literal["none", "per_call", "otc"] = "none"  # shorthand for a tool-cost reward (rlvr.rewards.mix)
+    cost_coef: float = Field(0.05, ge=0)  # per_call: reward subtracted per call (the tool_calls reward's weight)
     otc_c: float = Field(1.0, gt=0)  # otc: the smoothing constant c of OTC's cosine branch
+    packages: list[str] = ["numpy", "sympy"]  # python: importable in the sandbox if installed (nothing else is)
+
+
+COMPONENT_DEFAULTS = {"advantage": "grpo", "policy_loss": "ppo_clip", "aggregation": "token_mean", "kl_estimator": "k3"}
 
 
 class AlgoConfig(Section):
-    advantage: str = "grpo"  # see `rlvr recipes` and docs/algorithms.md; gae needs critic.model
-    policy_loss: str = "ppo_clip"
-    aggregation: str = "token_mean"
-    clip_low: float = Field(0.2, gt=0, lt=1)  # ratio clipped to [1 - clip_low, 1 + clip_high]
-    clip_high: float = Field(0.2, gt=0)
-    dual_clip_c: float = Field(3.0, gt=1)  # dual_clip: bound on the loss for negative advantages
-    cispo_clip_low: float = Field(1.0, ge=0)  # cispo: IS weight clipped to [1 - low, 1 + high]
-    cispo_clip_high: float = Field(0.28, gt=0)
-    std_eps: float = Field(1e-4, gt=0)  # added to standard deviations before dividing
-    pass_k: int = Field(4, ge=1)  # pass_k advantage: the k it optimizes
+    """The loss's registered parts, each a name plus its own hyper-parameters (docs/algorithms.md):
+    ``policy_loss: {name: ppo_clip, clip_low: 0.2, clip_high: 0.28}``."""
+
+    advantage: Component = Component(name="grpo")  # a group estimator, or a token-level one (gae: critic.model)
+    policy_loss: Component = Component(name="ppo_clip")
+    aggregation: Component = Component(name="token_mean")
+    kl_estimator: Component = Component(name="k3")
     kl_coef: float = Field(0.0, ge=0)  # 0: no reference model is loaded
-    kl_estimator: str = "k3"
     kl_in_reward: bool = False  # subtract kl_coef x sequence KL from the reward instead of adding it to the loss
     kl_target: float | None = Field(None, gt=0)  # adaptive coefficient (Ziegler et al. 2019) toward this KL
     kl_horizon: int = Field(10_000, ge=1)
@@ -100,8 +120,19 @@ class AlgoConfig(Section):
     entropy_target: float | None = Field(None, gt=0)  # adapt entropy_coef to hold entropy here
     entropy_rate: float = Field(1e-3, gt=0)  # proportional controller's gain
     entropy_controller: Literal["proportional", "skywork"] = "proportional"  # skywork: fixed steps, bonus below target
-    overlong_cache_tokens: int = Field(0, ge=0)  # DAPO soft overlong penalty over the last N tokens; 0: off
+    overlong_cache_tokens: int = Field(0, ge=0)  # shorthand for the `overlong` reward over the last N tokens; 0: off
     tis_cap: float | None = Field(None, gt=0)  # truncated importance sampling of trainer vs rollout log-probs
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_components(cls, value: Any) -> Any:
+        """``algo.policy_loss.clip_high=0.3`` on a recipe that leaves the loss at its default: a
+        mapping without ``name`` keeps the default name."""
+        if isinstance(value, dict):
+            for key, default in COMPONENT_DEFAULTS.items():
+                if isinstance(value.get(key), dict) and "name" not in value[key]:
+                    value = {**value, key: {"name": default, **value[key]}}
+        return value
 
 
 class CriticConfig(Section):
@@ -110,8 +141,6 @@ class CriticConfig(Section):
     model: str | None = None  # "policy": the policy's starting weights plus a value head; or a model name
     lr: float = Field(1e-5, gt=0)
     value_clip: float = Field(0.2, gt=0)
-    gamma: float = Field(1.0, gt=0, le=1)
-    lam: float = Field(0.95, ge=0, le=1)
 
 
 class OptimConfig(Section):
@@ -183,20 +212,7 @@ class RunConfig(Section):
     def _check_combinations(self) -> "RunConfig":
         if not self.rewards:
             raise ValueError("rewards: at least one reward is needed")
-        algo, critic = self.algo, self.critic
-        if algo.advantage == "gae" and critic.model is None:
-            raise ValueError("algo.advantage=gae needs a value model: set critic.model (e.g. critic.model=policy)")
-        if algo.advantage != "gae" and critic.model is not None:
-            raise ValueError(f"critic.model is set but algo.advantage={algo.advantage} does not use a value model")
-        if algo.advantage == "pass_k" and algo.pass_k > self.rollout.group_size:
-            raise ValueError(f"algo.pass_k={algo.pass_k} exceeds rollout.group_size={self.rollout.group_size}")
-        if algo.advantage in ("pass_k", "bnpo"):
-            shaped = [f"{r.name} x {r.weight:g}" for r in self.rewards]
-            if len(self.rewards) != 1 or self.rewards[0].weight != 1.0 or algo.overlong_cache_tokens:
-                raise ValueError(
-                    f"algo.advantage={algo.advantage} needs 0/1 rewards: one reward with weight 1 and no "
-                    f"overlong shaping (got {' + '.join(shaped)})"
-                )
+        algo = self.algo
         if self.tools.cost != "none" and self.tools.env == "none":
             raise ValueError(f"tools.cost={self.tools.cost} needs a tool: set tools.env (python or search)")
         if self.tools.env != "none" and self.tools.max_total_tokens < self.rollout.max_new_tokens:
@@ -259,8 +275,7 @@ def load_config(recipe: str | None = None, overrides: list[str] | None = None) -
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
     raw.setdefault("recipe", path.stem)
-    for override in overrides or []:
-        apply_override(raw, override)
+    apply_overrides(raw, overrides or [])
     return validate(raw, source=str(path))
 
 
@@ -274,8 +289,32 @@ def validate(raw: dict[str, Any], source: str = "config") -> RunConfig:
     return config
 
 
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
+    """Apply ``key=value`` overrides in order, except that those naming a component come first:
+    a new ``task.name`` (or ``algo.policy_loss``, a reward's ``name``) starts from that
+    component's own defaults, dropping the recipe's keys for the old one, and the other overrides
+    then apply on top whatever order they were given in."""
+    renames = [o for o in overrides if _renames_component(raw, o)]
+    for override in renames + [o for o in overrides if o not in renames]:
+        apply_override(raw, override)
+
+
+def _renames_component(raw: dict[str, Any], override: str) -> bool:
+    key, _, text = override.partition("=")
+    if key.endswith(".name"):
+        return True
+    node: Any = raw
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    named = (isinstance(node, dict) and "name" in node) or isinstance(node, str)  # a component, maybe by name
+    return named and "{" not in text
+
+
 def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Set ``a.b.c=value`` in the raw tree; the value is parsed as YAML (``3``, ``true``, ``[a, b]``)."""
+    """Set ``a.b.c=value`` in the raw tree; the value is parsed as YAML (``3``, ``true``, ``[a, b]``).
+
+    Setting a component's name (``task.name=countdown``, ``algo.policy_loss=gspo``) to a new one
+    replaces the component: its old keys belonged to the old function."""
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {override!r} is not of the form key=value")
@@ -289,16 +328,37 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         child = node.get(part)
         if child is None:
             child = node[part] = {}
+        if isinstance(child, str) and depth == len(parts) - 2:  # a component given by name only
+            child = node[part] = {"name": child}
         if not isinstance(child, dict):
             raise ConfigError(f"override {key}: {'.'.join(parts[: depth + 1])} is not a section")
         node = child
-    node[parts[-1]] = value
+    last = parts[-1]
+    if last == "name" and node.get("name") not in (None, value) and len(parts) > 1:
+        node.clear()  # a different component: start from its defaults
+    elif isinstance(node.get(last), dict) and "name" in node[last] and isinstance(value, str):
+        if node[last]["name"] != value:
+            node[last] = value
+        return
+    node[last] = value
+
+
+# Keys that moved into the component that declares them: the one-line error says where.
+MOVED = {
+    **{f"algo.{k}": f"algo.policy_loss.{k}" for k in ("clip_low", "clip_high", "dual_clip_c")},
+    **{f"algo.{k}": f"algo.policy_loss.{k} (with algo.policy_loss: cispo)" for k in ("cispo_clip_low", "cispo_clip_high")},
+    "algo.std_eps": "algo.advantage.eps",
+    "algo.pass_k": "algo.advantage.pass_k (with algo.advantage: pass_k)",
+    **{f"critic.{k}": f"algo.advantage.{k} (with algo.advantage: gae)" for k in ("gamma", "lam")},
+}
 
 
 def _describe(err: ValidationError) -> str:
     first = err.errors()[0]
     loc = [str(part) for part in first["loc"]]
     key = ".".join(loc) or "config"
+    if first["type"] == "extra_forbidden" and key in MOVED:
+        return f"{key} is now a hyper-parameter of its component: set {MOVED[key]}"
     if first["type"] == "extra_forbidden":
         valid = _valid_keys(loc[:-1])
         close = get_close_matches(loc[-1], valid, n=3, cutoff=0.5)
@@ -329,32 +389,72 @@ def _valid_keys(loc: list[str]) -> list[str]:
 
 
 def check_plugin_params(config: RunConfig) -> None:
-    """Check every registry name and the task's keys, so a typo fails at load, not mid-run."""
-    from rlvr.algos import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
-    from rlvr.rewards import REWARDS, load_reward_plugins
+    """Check every registry name and every component's hyper-parameters against its signature, so a
+    typo fails at load, not mid-run; fill in the defaults so the resolved config shows them all."""
+    from rlvr.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
+    from rlvr.algos.compose import KINDS, advantage_kind
+    from rlvr.rewards import load_reward_plugins, reward_registry
     from rlvr.tasks import check_task_params
 
     load_reward_plugins(config.plugins)
     check_task_params(config.task.name, config.task.params())
-    named = [
-        *([("algo.advantage", ADVANTAGES, config.algo.advantage)] if config.algo.advantage != "gae" else []),
-        ("algo.policy_loss", POLICY_LOSSES, config.algo.policy_loss),
-        ("algo.aggregation", AGGREGATIONS, config.algo.aggregation),
-        ("algo.kl_estimator", KL_ESTIMATORS, config.algo.kl_estimator),
-        *((f"rewards[{i}].name", REWARDS, spec.name) for i, spec in enumerate(config.rewards)),
-    ]
+    algo = config.algo
+    kind = _named("algo.advantage", lambda: advantage_kind(algo.advantage.name))
+    parts = [("advantage", KINDS[kind]), ("policy_loss", POLICY_LOSSES), ("aggregation", AGGREGATIONS),
+             ("kl_estimator", KL_ESTIMATORS)]  # fmt: skip
+    for field, registry in parts:
+        spec = getattr(algo, field)
+        full = _named(f"algo.{field}", lambda: registry.resolve(spec.name, spec.params(), f"algo.{field}"))
+        setattr(algo, field, Component(name=spec.name, **full))
+    for i, spec in enumerate(config.rewards):
+        registry = _named(f"rewards[{i}].name", lambda: reward_registry(spec.name))
+        full = registry.resolve(spec.name, spec.params(), f"rewards[{i}]")
+        config.rewards[i] = RewardSpec(name=spec.name, weight=spec.weight, **full)
+    _check_advantage(config, kind)
     if config.eval.verifier is not None:
-        named.append(("eval.verifier", REWARDS, config.eval.verifier))
+        from rlvr.rewards import REWARDS
+
+        _named("eval.verifier", lambda: REWARDS.get(config.eval.verifier))
     if config.tools.env != "none":
         from rlvr.envs.rollout import ENVS
 
-        named.append(("tools.env", ENVS, config.tools.env))
-    for key, registry, name in named:
+        _named("tools.env", lambda: ENVS.get(config.tools.env))
+
+
+def _named(key: str, lookup):
+    try:
+        return lookup()
+    except ConfigError as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
+def _check_advantage(config: RunConfig, kind: str) -> None:
+    """What the estimator's kind and traits ask of the rest of the config, and a dry run on a group
+    of zeros so that a hyper-parameter the estimator refuses (pass_k above the group size) fails now."""
+    import torch
+
+    from rlvr.algos.compose import KINDS
+
+    algo, name = config.algo, config.algo.advantage.name
+    if kind == "token" and config.critic.model is None:
+        raise ConfigError(f"algo.advantage={name} needs a value model: set critic.model (e.g. critic.model=policy)")
+    if kind == "group" and config.critic.model is not None:
+        raise ConfigError(f"critic.model is set but algo.advantage={name} does not use a value model")
+    if kind == "group":
+        estimator = KINDS[kind].bind(name, algo.advantage.params())
         try:
-            registry.get(name)
-        except ConfigError as err:
-            extra = ", gae (with critic.model)" if key == "algo.advantage" else ""
-            raise ConfigError(f"{key}: {err}{extra}") from None
+            estimator(torch.zeros(2, config.rollout.group_size))
+        except ValueError as err:
+            raise ConfigError(f"algo.advantage={name}: {err} (rollout.group_size={config.rollout.group_size})") from None
+    if KINDS[kind].traits(name).get("binary_rewards"):
+        shaped = [f"{r.name} x {r.weight:g}" for r in config.rewards]
+        if len(config.rewards) != 1 or config.rewards[0].weight != 1.0 or algo.overlong_cache_tokens or (
+            config.tools.cost != "none"
+        ):
+            raise ConfigError(
+                f"algo.advantage={name} needs 0/1 rewards: one reward with weight 1 and no "
+                f"overlong or tool-cost shaping (got {' + '.join(shaped)})"
+            )
 
 
 def to_yaml(config: RunConfig) -> str:

@@ -4,6 +4,7 @@ Used by ``rlvr eval`` and by the trainer (before training, every ``eval.every`` 
 the end), so the numbers in a run and from the CLI are the same computation.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import comb
 
@@ -43,13 +44,15 @@ def ks_for(samples: int) -> list[int]:
 def evaluate(
     engine: RolloutEngine,
     examples: list[Example],
-    verifier: str,
+    verifier: "str | Callable",
     sampling: SamplingParams,
     samples: int = 1,
     tools=None,
 ) -> EvalResult:
-    """``tools`` (a ToolsConfig with env set) evaluates multi-turn episodes with the tool."""
-    check = REWARDS.get(verifier)
+    """``verifier``: a reward name (its defaults) or a bound reward; it scores what the model wrote
+    (``completion.response``), as training does. ``tools`` (a ToolsConfig with env set) evaluates
+    multi-turn episodes with the tool."""
+    check = REWARDS.bind(verifier) if isinstance(verifier, str) else verifier
     if tools is not None and tools.env != "none":
         from rlvr.envs.rollout import multi_turn_generate
 
@@ -60,7 +63,7 @@ def evaluate(
     for example, group in zip(examples, groups, strict=True):
         correct = 0
         for completion in group:
-            ok = check(completion.response, example) >= 1.0
+            ok = check(completion, example) >= 1.0
             correct += ok
             lengths.append(len(completion.token_ids))
             truncated.append(completion.finish_reason == "length")

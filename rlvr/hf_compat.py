@@ -28,6 +28,7 @@ __all__ = [
     "TESTED_RANGE",
     "attention_switchable",
     "cache_kwargs",
+    "enable_checkpointing",
     "output_cache",
     "quiet_libraries",
     "register_attention",
@@ -79,6 +80,13 @@ def output_cache(out):
 def rope_settings(theta: float) -> dict:
     """Config keywords for default RoPE at base ``theta``: ``rope_parameters`` (transformers 5)."""
     return {"rope_parameters": {"rope_type": "default", "rope_theta": theta}}
+
+
+def enable_checkpointing(model) -> None:
+    """Activation (gradient) checkpointing: ``activation_checkpointing_enable`` where transformers
+    has it (the older ``gradient_checkpointing_enable`` warns that it is deprecated)."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
 
 
 def quiet_libraries() -> None:

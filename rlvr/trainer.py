@@ -6,32 +6,35 @@ Everything else lives in small modules this one calls.
 """
 
 import copy
+import json
 import random
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import torch
 
 from rlvr import checkpoint as ckpt
-from rlvr.algos import KL_ESTIMATORS
+from rlvr.algos.compose import Algorithm, build_algorithm
 from rlvr.algos.entropy import entropy_coef_update, skywork_entropy_coef_update
 from rlvr.algos.kl import adaptive_kl_coef
-from rlvr.algos.losses import truncated_is_weights
-from rlvr.algos.value import gae
-from rlvr.collect import collect, estimator_hparams, group_advantages, reference_kl, token_width
+from rlvr.checkpoint import Coefficients, RngState, Stateful
+from rlvr.collect import collect
 from rlvr.config import RunConfig, to_yaml
 from rlvr.envs import tool_metrics
 from rlvr.errors import ConfigError, TrainingError
 from rlvr.evaluate import evaluate
+from rlvr.hf_compat import enable_checkpointing
 from rlvr.learner.critic import build_critic, critic_update, token_rewards, values_for
-from rlvr.learner.forward.logprobs import body_and_head, completion_logprobs, per_row
 from rlvr.learner.microbatch import make_micro_batches
+from rlvr.learner.passes import reference_kl, token_width, trainer_old_logprobs
 from rlvr.learner.update import LossSettings, update_step
 from rlvr.metrics import MetricsLogger, truncate_after
 from rlvr.models import add_lora, load_model, resolve_device
-from rlvr.rewards import REWARDS, load_reward_plugins
+from rlvr.rewards import REWARDS, RewardTerm, load_reward_plugins
+from rlvr.rewards.mix import reward_mix
 from rlvr.rollout import SamplingParams, make_engine
 from rlvr.samplers import ShuffledSampler
 from rlvr.tasks import make_task
@@ -50,17 +53,25 @@ class Run:
     engine: object
     train_set: list[Example]
     eval_set: list[Example]
-    verifier: str
+    verifier: str  # the reward that decides "correct"
+    algorithm: Algorithm  # the loss's registered parts, hyper-parameters bound
+    rewards: list[RewardTerm]  # the reward mix (shorthands expanded)
     sampler: ShuffledSampler
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     logger: MetricsLogger | None
-    critic: torch.nn.Module | None = None  # value model, for algo.advantage: gae
+    coefficients: Coefficients  # KL and entropy coefficients; adaptive ones move during training
+    critic: torch.nn.Module | None = None  # value model, for a token-level advantage estimator
     critic_optimizer: torch.optim.Optimizer | None = None
-    kl_coef: float = 0.0  # current coefficients: adaptive ones move during training
-    entropy_coef: float = 0.0  # the bonus the loss applies
-    entropy_state: float = 0.0  # the entropy controller's carried coefficient
     step: int = 0
+    state: dict[str, Stateful] = field(default_factory=dict)  # what a checkpoint saves besides the weights
+
+    def keep(self, name: str, part: Stateful) -> None:
+        """Register a stateful part (``state_dict`` / ``load_state_dict``): checkpoints save it and
+        a resumed run restores it, with no list to keep in step by hand."""
+        if name in self.state:
+            raise ValueError(f"checkpoint state {name!r} registered twice")
+        self.state[name] = part
 
 
 def train(config: RunConfig, run_dir: Path | None = None, resume: bool = False, stop_after: int | None = None) -> Path:
@@ -95,7 +106,7 @@ def train(config: RunConfig, run_dir: Path | None = None, resume: bool = False, 
 def train_step(run: Run) -> dict[str, float]:
     cfg = run.config
     started = time.perf_counter()
-    batch = collect(cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg))
+    batch = collect(cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg), run.rewards)
     metrics = {
         "train/reward": sum(batch.sampled_rewards) / len(batch.sampled_rewards),
         "train/accuracy": sum(v >= 1.0 for v in batch.components[run.verifier]) / len(batch.sampled),
@@ -103,8 +114,8 @@ def train_step(run: Run) -> dict[str, float]:
         **length_metrics(batch.sampled),
         **(tool_metrics(batch.sampled) if cfg.tools.env != "none" else {}),
         **batch.metrics,
-        "train/kl_coef": run.kl_coef,  # the coefficients this step used (adaptive ones move after it)
-        "train/entropy_coef": run.entropy_coef,
+        "train/kl_coef": run.coefficients.kl,  # the coefficients this step used (adaptive ones move after it)
+        "train/entropy_coef": run.coefficients.entropy,
     }
     if batch.kept:
         scored = time.perf_counter()
@@ -131,66 +142,53 @@ def train_step(run: Run) -> dict[str, float]:
 
 def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Per-token advantages [N, T] (and returns/old values for the critic) for the kept completions."""
-    cfg = run.config
+    cfg, algo = run.config, run.algorithm
     kept, width = batch.kept, token_width(batch.kept)
     lengths = [len(c.token_ids) for c in kept]
     rewards, metrics = batch.rewards.clone(), {}
+    kl_coef = run.coefficients.kl
     needs_passes = cfg.algo.kl_in_reward or run.critic is not None or cfg.algo.tis_cap is not None
     micro = micro_batches(run, kept, {}) if needs_passes else []
     extra: dict[str, torch.Tensor] = {}
     if cfg.algo.tis_cap is not None:  # the trainer's own old log-probs, once, before any update of the step
-        extra["old_logprobs"], tis_metrics = trainer_old_logprobs(run, micro, len(kept), width)
+        t = cfg.train
+        extra["old_logprobs"], tis_metrics = trainer_old_logprobs(
+            run.model, micro, len(kept), width, temperature=cfg.rollout.temperature, chunk=t.logprob_chunk,
+            shared_prompt=t.shared_prompt, packed_sequences=t.packed_sequences, cap=cfg.algo.tis_cap,
+        )  # fmt: skip
         metrics |= tis_metrics
     kl = None
-    if cfg.algo.kl_in_reward and run.kl_coef > 0:
-        estimator = KL_ESTIMATORS.get(cfg.algo.kl_estimator)
+    if cfg.algo.kl_in_reward and kl_coef > 0:
         kl = reference_kl(
-            run.ref_model,
-            micro,
-            len(kept),
-            width,
-            estimator,
-            cfg.rollout.temperature,
-            cfg.train.shared_prompt,
-            cfg.train.packed_sequences,
-        )
+            run.ref_model, micro, len(kept), width, algo.kl_estimator, cfg.rollout.temperature,
+            cfg.train.shared_prompt, cfg.train.packed_sequences,
+        )  # fmt: skip
         sequence_kl = kl.sum(dim=1)
         metrics["train/kl"] = (sequence_kl.sum() / max(sum(lengths), 1)).item()
-        if run.critic is None:
-            rewards = rewards - run.kl_coef * sequence_kl
-    if run.critic is None:
-        per_token, adv_metrics = group_advantages(cfg, rewards, width, lengths)
+        if not algo.token_level:
+            rewards = rewards - kl_coef * sequence_kl
+    if not algo.token_level:
+        per_token, adv_metrics = group_advantages(algo.advantage, rewards, cfg.rollout.group_size, width, lengths)
         return {"advantages": per_token, **extra}, metrics | adv_metrics
     values = values_for(run.critic, micro, len(kept), width, cfg.train.shared_prompt)
     mask = torch.zeros(len(kept), width)
     for i, length in enumerate(lengths):
         mask[i, :length] = 1.0
-    token_rewards_ = token_rewards(rewards.tolist(), lengths, width, kl, run.kl_coef)
-    adv, returns = gae(token_rewards_, values, mask, gamma=cfg.critic.gamma, lam=cfg.critic.lam)
-    metrics |= {
-        "adv/mean_abs": (adv.abs() * mask).sum().item() / mask.sum().item(),
-        "critic/value_mean": ((values * mask).sum() / mask.sum()).item(),
-    }
-    return {"advantages": adv, "returns": returns, "old_values": values, **extra}, metrics
+    per_token_rewards = token_rewards(rewards.tolist(), lengths, width, kl, kl_coef)
+    (adv, returns), adv_metrics = algo.advantage(per_token_rewards, values, mask)
+    return {"advantages": adv, "returns": returns, "old_values": values, **extra}, metrics | adv_metrics
 
 
-def trainer_old_logprobs(run: Run, micro, count: int, width: int) -> tuple[torch.Tensor, dict[str, float]]:
-    """For truncated importance sampling: the trainer's log-probs [count, width] before this step's
-    updates become the old policy's; each token is then weighted by min(pi_trainer / pi_rollout, cap)."""
-    temperature, chunk = run.config.rollout.temperature, run.config.train.logprob_chunk
-    packed_sequences = run.config.train.packed_sequences
-
-    def logprobs(mb, prompts, prompt_of) -> torch.Tensor:
-        return completion_logprobs(
-            run.model, mb, temperature, chunk=chunk, prompts=prompts, prompt_of=prompt_of, packed_sequences=packed_sequences
-        )[0]
-
-    body = body_and_head(run.model)[0] if run.config.train.shared_prompt else None
-    old = per_row(micro, count, width, next(run.model.parameters()).device, logprobs, body=body)
-    rollout = per_row(micro, count, width, torch.device("cpu"), lambda mb, *_: mb.rollout_logprobs)
-    mask = per_row(micro, count, width, torch.device("cpu"), lambda mb, *_: mb.mask)
-    _, metrics = truncated_is_weights(old, rollout, mask, cap=run.config.algo.tis_cap)
-    return old, metrics
+def group_advantages(estimator, rewards: torch.Tensor, group: int, width: int, lengths: list[int]):
+    """A bound group estimator on [B, G] rewards, broadcast over each completion's tokens [N, width]."""
+    try:
+        advantages, metrics = estimator(rewards.view(-1, group))
+    except ValueError as err:  # e.g. a binary-reward estimator given a non-binary reward
+        raise TrainingError(f"algo.advantage={estimator.name}: {err}") from None
+    per_token = advantages.flatten().unsqueeze(1).expand(-1, width).clone()
+    for i, length in enumerate(lengths):
+        per_token[i, length:] = 0.0
+    return per_token, metrics
 
 
 def micro_batches(run: Run, completions: list[Completion], per_token: dict[str, torch.Tensor]):
@@ -208,14 +206,15 @@ def micro_batches(run: Run, completions: list[Completion], per_token: dict[str, 
 def policy_updates(run: Run, completions: list[Completion], per_token: dict[str, torch.Tensor]) -> dict[str, float]:
     """``inner_epochs`` passes over the kept completions, each in ``mini_batches`` optimizer steps."""
     cfg = run.config
+    algo = run.algorithm
     settings = LossSettings(
-        policy_loss=cfg.algo.policy_loss,
-        aggregation=cfg.algo.aggregation,
+        policy_loss=algo.policy_loss,
+        aggregation=algo.aggregation,
         temperature=cfg.rollout.temperature,
-        hparams=estimator_hparams(cfg),
-        kl_coef=0.0 if cfg.algo.kl_in_reward else run.kl_coef,
-        kl_estimator=cfg.algo.kl_estimator,
-        entropy_coef=run.entropy_coef,
+        max_tokens=cfg.rollout.max_new_tokens,
+        kl_coef=0.0 if cfg.algo.kl_in_reward else run.coefficients.kl,
+        kl_estimator=algo.kl_estimator,
+        entropy_coef=run.coefficients.entropy,
         tis_cap=cfg.algo.tis_cap,
         logprob_chunk=cfg.train.logprob_chunk,
         shared_prompt=cfg.train.shared_prompt,
@@ -259,20 +258,18 @@ def policy_updates(run: Run, completions: list[Completion], per_token: dict[str,
 def adapt_coefficients(run: Run, metrics: dict[str, float], batch_size: int) -> None:
     """The adaptive KL coefficient (toward algo.kl_target) and entropy coefficient (toward
     algo.entropy_target) move after each step; both are saved in checkpoints."""
-    algo = run.config.algo
+    algo, c = run.config.algo, run.coefficients
     if algo.kl_target is not None and "train/kl" in metrics:
-        run.kl_coef = adaptive_kl_coef(
-            run.kl_coef, metrics["train/kl"], target=algo.kl_target, horizon=algo.kl_horizon, batch_size=batch_size
+        c.kl = adaptive_kl_coef(
+            c.kl, metrics["train/kl"], target=algo.kl_target, horizon=algo.kl_horizon, batch_size=batch_size
         )
     if algo.entropy_target is not None and "train/entropy" in metrics:
         observed = metrics["train/entropy"]
         if algo.entropy_controller == "skywork":
-            run.entropy_state, run.entropy_coef = skywork_entropy_coef_update(
-                run.entropy_state, observed, target=algo.entropy_target
-            )
+            c.entropy_state, c.entropy = skywork_entropy_coef_update(c.entropy_state, observed, target=algo.entropy_target)
         else:
-            run.entropy_state = run.entropy_coef = entropy_coef_update(
-                run.entropy_state, observed, target=algo.entropy_target, rate=algo.entropy_rate
+            c.entropy_state = c.entropy = entropy_coef_update(
+                c.entropy_state, observed, target=algo.entropy_target, rate=algo.entropy_rate
             )
 
 
@@ -321,17 +318,15 @@ def run_eval(run: Run) -> dict[str, float]:
         return_logprobs=False,
     )
     started = time.perf_counter()
-    result = evaluate(run.engine, run.eval_set, run.verifier, sampling, cfg.eval.samples, cfg.tools)
+    result = evaluate(run.engine, run.eval_set, verifier_fn(run), sampling, cfg.eval.samples, cfg.tools)
     result.metrics["time/eval"] = time.perf_counter() - started
     run.logger.log(run.step, result.metrics)
     run.logger.print(
         f"eval at step {run.step}: accuracy {result.metrics['eval/accuracy']:.3f} on {len(run.eval_set)} held-out "
         f"problems, mean length {result.metrics['eval/response_length']:.1f} tokens"
     )
-    with (run.run_dir / "eval_samples.jsonl").open("a") as handle:
-        import json
-
-        for row in result.rows[: cfg.log.samples_per_dump]:
+    with (run.run_dir / "eval_samples.jsonl").open("a") as handle:  # every held-out completion, each eval
+        for row in result.rows:
             handle.write(json.dumps({"step": run.step, **row}) + "\n")
     return result.metrics
 
@@ -345,42 +340,51 @@ def rollout_sampling(cfg: RunConfig) -> SamplingParams:
     )
 
 
-def reward_specs(cfg: RunConfig) -> list[tuple[str, float]]:
-    return [(spec.name, spec.weight) for spec in cfg.rewards]
+def verifier_fn(run: Run):
+    """The verifier with the hyper-parameters the recipe gives it (its defaults when not a reward)."""
+    term = next((t for t in run.rewards if t.name == run.verifier and not t.per_group), None)
+    return term.fn if term is not None else REWARDS.bind(run.verifier)
 
 
 def save(run: Run) -> None:
-    state = {
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "sampler": run.sampler.state_dict(),
-        "coefficients": {"kl": run.kl_coef, "entropy": run.entropy_coef, "entropy_state": run.entropy_state},
-    }
-    if run.critic is not None:
-        state["critic"] = {k: v.cpu() for k, v in run.critic.state_dict().items()}
-        state["critic_optimizer"] = run.critic_optimizer.state_dict()
+    state = {name: part.state_dict() for name, part in run.state.items()}
     ckpt.save_checkpoint(run.run_dir, run.step, run.model, state, to_yaml(run.config), run.config.checkpoint.keep)
 
 
 def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
+    """Build the run; if that fails, a run directory this call created is removed again (a failed
+    start leaves nothing behind) and one that held a run is left as it was."""
     run_dir = Path(run_dir or config.run_dir or default_run_dir(config))
     checkpoints = ckpt.list_checkpoints(run_dir)
     if not resume and checkpoints:
         raise ConfigError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick another run_dir")
     if resume and not checkpoints:
         raise ConfigError(f"nothing to resume in {run_dir}: it has no complete checkpoint")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    created = not run_dir.exists()
+    try:
+        run = build_run(config, run_dir, resume, checkpoints)
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     (run_dir / "config.yaml").write_text(to_yaml(config))
+    run.logger = logger = MetricsLogger(run_dir, tensorboard=config.log.tensorboard, console=config.log.console)
+    logger.print(f"run directory: {run_dir}" + (f" (resumed at step {run.step})" if resume else ""))
+    return run
 
+
+def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[Path]) -> Run:
     random.seed(config.train.seed)
     torch.manual_seed(config.train.seed)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     load_reward_plugins(config.plugins)
+    algorithm = build_algorithm(config.algo)
     task = make_task(config.task.name, **config.task.params())
     train_set, eval_set = task.split("train"), task.split("eval")[: config.eval.size]
     verifier = config.eval.verifier or task.verifier
     REWARDS.get(verifier)
+    rewards = reward_mix(config, verifier)
 
     model, tokenizer = load_model(config.model.name, config.model.dtype, seed=config.train.seed)
     device = resolve_device(config.train.device)
@@ -396,7 +400,7 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
         m = config.model
         model = add_lora(model, m.lora_rank, m.lora_alpha, m.lora_dropout, m.lora_target_modules)
     if config.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable_checkpointing(model)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optim = config.optim
@@ -409,15 +413,10 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     )
     critic = None
     if config.critic.model is not None:
-        device = next(model.parameters()).device
         critic = build_critic(
-            config.critic.model,
-            config.model.name,
-            config.model.dtype,
-            config.train.seed,
-            device,
-            packed_sequences=config.train.packed_sequences,
-        )
+            config.critic.model, config.model.name, config.model.dtype, config.train.seed,
+            next(model.parameters()).device, packed_sequences=config.train.packed_sequences,
+        )  # fmt: skip
     # Re-seed once every model exists: converting a model on a cold cache draws from the RNG,
     # and the rollout stream must not depend on whether the cache was warm.
     random.seed(config.train.seed)
@@ -426,33 +425,35 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
         config.rollout.engine, model, tokenizer, config.rollout.batch_size, config.rollout.onednn_weights
     )
     sampler = ShuffledSampler(len(train_set), config.train.seed)
+    coefficients = Coefficients(config.algo.kl_coef, config.algo.entropy_coef, config.algo.entropy_coef)
     run = Run(
-        config, run_dir, model, ref_model, tokenizer, engine, train_set, eval_set, verifier,
-        sampler, optimizer, scheduler, logger=None, kl_coef=config.algo.kl_coef,
-        entropy_coef=config.algo.entropy_coef, entropy_state=config.algo.entropy_coef,
+        config, run_dir, model, ref_model, tokenizer, engine, train_set, eval_set, verifier, algorithm, rewards,
+        sampler, optimizer, scheduler, logger=None, coefficients=coefficients,
     )  # fmt: skip
+    for name, part in (("optimizer", optimizer), ("scheduler", scheduler), ("sampler", sampler),
+                       ("coefficients", coefficients), ("rng", RngState())):  # fmt: skip
+        run.keep(name, part)
     if critic is not None:
         run.critic = critic
         run.critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=config.critic.lr, betas=optim.betas)
+        run.keep("critic", critic)
+        run.keep("critic_optimizer", run.critic_optimizer)
+    if hasattr(engine, "state_dict"):  # an engine with state of its own (a server's weight version, ...)
+        run.keep("engine", engine)
+    run_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         restore(run, checkpoints[-1])  # truncates the JSONL files: open them only afterwards
-    run.logger = logger = MetricsLogger(run_dir, tensorboard=config.log.tensorboard, console=config.log.console)
-    logger.print(f"run directory: {run_dir}" + (f" (resumed at step {run.step})" if resume else ""))
     return run
 
 
 def restore(run: Run, checkpoint: Path) -> None:
     """Everything a step depends on, as it was when ``checkpoint`` was written."""
     state = ckpt.load_checkpoint(checkpoint, run.model)
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    run.sampler.load_state_dict(state["sampler"])
-    coefficients = state["coefficients"]
-    run.kl_coef, run.entropy_coef, run.entropy_state = (coefficients[k] for k in ("kl", "entropy", "entropy_state"))
-    if run.critic is not None:
-        run.critic.load_state_dict(state["critic"])
-        run.critic_optimizer.load_state_dict(state["critic_optimizer"])
-    ckpt.restore_rng(state["rng"])
+    missing = [name for name in run.state if name not in state]
+    if missing:
+        raise TrainingError(f"checkpoint {checkpoint} lacks the state of {', '.join(missing)}; it is from another run")
+    for name, part in run.state.items():
+        part.load_state_dict(state[name])
     run.step = state["step"]
     for name in ("metrics.jsonl", "samples.jsonl", "eval_samples.jsonl"):
         truncate_after(run.run_dir / name, run.step)

@@ -7,8 +7,6 @@ Shapes use N = completions in the batch (prompts x group size), T = completion l
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 Messages = list[dict[str, str]]  # chat messages: [{"role": "user", "content": "..."}]
 
 
@@ -43,7 +41,8 @@ class Completion:
 
     Multi-turn episodes (rlvr.envs) interleave model tokens and tool output in ``token_ids``;
     ``loss_mask`` is 0 on the tool output, ``text`` is the whole transcript and ``turns`` says
-    what happened each turn. Rewards score ``response``: what the model itself wrote.
+    what happened each turn. Rewards see the whole record but score ``response``: what the model
+    itself wrote (never the tool output, which would let a tool print the answer for it).
     """
 
     example: Example
@@ -54,30 +53,14 @@ class Completion:
     loss_mask: list[int]  # [T_i] 1 where the token is trained on (0: tool output, padding)
     finish_reason: str  # "stop" (eos or stop string) | "length" (token budget) | "turns" (turn limit)
     turns: list[Turn] = field(default_factory=list)  # multi-turn only
+    budget: int | None = None  # tokens the rollout allowed after the prompt (max_new_tokens; multi-turn: total)
+
+    @property
+    def tool_calls(self) -> int:
+        """How many turns called a tool."""
+        return sum(turn.tool is not None for turn in self.turns)
 
     @property
     def response(self) -> str:
         """The model-written text: the transcript without tool output."""
         return "".join(turn.text for turn in self.turns) if self.turns else self.text
-
-
-@dataclass
-class Group:
-    """The G completions of one prompt, with their scores."""
-
-    example: Example
-    completions: list[Completion]
-    rewards: torch.Tensor  # [G] total (weighted) reward
-    components: dict[str, torch.Tensor]  # name -> [G] unweighted reward per component
-
-
-@dataclass
-class TrainBatch:
-    """Padded tensors for the update; built from groups by ``rlvr.trainer``."""
-
-    input_ids: torch.Tensor  # [N, P+T] left-padded prompt then right-padded completion
-    attention_mask: torch.Tensor  # [N, P+T] 1 on real tokens
-    completion_mask: torch.Tensor  # [N, T] float loss mask over completion positions
-    old_logprobs: torch.Tensor  # [N, T] sampling policy's log-probs (0 on padding)
-    advantages: torch.Tensor  # [N, T] advantage broadcast over each completion's tokens
-    prompt_width: int  # P: completion token t sits at column P + t of input_ids

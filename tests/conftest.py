@@ -5,16 +5,16 @@ import torch
 
 from rlvr.config import load_config
 from rlvr.rewards import REWARDS
-from rlvr.types import Example
+from rlvr.types import Completion, Example
 
 torch.set_num_threads(1)  # tiny models: one thread beats two synchronising ones
 
 if "starts_with_a_or_e" not in REWARDS:
 
     @REWARDS.register("starts_with_a_or_e")
-    def starts_with_a_or_e(completion: str, example: Example) -> float:
+    def starts_with_a_or_e(completion: Completion, example: Example) -> float:
         """About 16% of tiny-random's first tokens start with a or e: learnable from below 0.2."""
-        return 1.0 if completion.lstrip()[:1].lower() in ("a", "e") else 0.0
+        return 1.0 if completion.response.lstrip()[:1].lower() in ("a", "e") else 0.0
 
 
 TINY_OVERRIDES = [

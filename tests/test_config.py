@@ -41,7 +41,7 @@ def test_resolved_config_round_trips_through_yaml():
         (["modle.name=x"], r"unknown key 'modle'. Did you mean model\?"),
         (["train.steps=abc"], r"train.steps='abc': Input should be a valid integer"),
         (["optim.lr=-1"], r"optim.lr=-1: Input should be greater than 0"),
-        (["algo.clip_low=-0.2"], r"algo.clip_low=-0.2: Input should be greater than 0"),
+        (["algo.policy_loss.clip_low=-0.2"], r"algo.policy_loss.clip_low=-0.2: Input should be greater than 0"),
         (["algo.advantage=grpoo"], r"^algo.advantage: unknown advantage estimator 'grpoo'. Did you mean grpo"),
         (
             ["algo.policy_loss=ppo"],

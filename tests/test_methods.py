@@ -83,10 +83,21 @@ def test_truncated_importance_sampling_logs_weights(tiny_config, tmp_path):
     [
         (["algo.advantage=gae"], r"algo.advantage=gae needs a value model: set critic.model"),
         (["critic.model=policy"], r"critic.model is set but algo.advantage=grpo does not use a value model"),
-        (["algo.clip_low=-0.1"], r"algo.clip_low=-0.1: Input should be greater than 0"),
-        (["algo.clip_high=-1"], r"algo.clip_high=-1: Input should be greater than 0"),
-        (["algo.dual_clip_c=0.5"], r"algo.dual_clip_c=0.5: Input should be greater than 1"),
-        (["algo.advantage=pass_k", "algo.pass_k=9"], r"algo.pass_k=9 exceeds rollout.group_size=8"),
+        (["algo.policy_loss.clip_low=-0.1"], r"algo.policy_loss.clip_low=-0.1: Input should be greater than 0"),
+        (["algo.policy_loss.clip_high=-1"], r"algo.policy_loss.clip_high=-1: Input should be greater than 0"),
+        (
+            ["algo.policy_loss=dual_clip", "algo.policy_loss.dual_clip_c=0.5"],
+            r"algo.policy_loss.dual_clip_c=0.5: Input should be greater than 1",
+        ),
+        (
+            ["algo.advantage.pass_k=9", "algo.advantage=pass_k"],
+            r"algo.advantage=pass_k: .*between 1 and the group size 8, got 9",
+        ),
+        (["algo.advantage.pass_k=2"], r"unknown key 'algo.advantage.pass_k' for advantage estimator 'grpo'"),
+        (["algo.policy_loss.clip=0.3"], r"'algo.policy_loss.clip' .* Did you mean clip_low, clip_high\?"),
+        (["algo.clip_high=0.28"], r"algo.clip_high is now a hyper-parameter of its component: set algo.policy_loss"),
+        (["critic.gamma=0.9"], r"set algo.advantage.gamma \(with algo.advantage: gae\)"),
+        (["rewards=[{name: math, strict: true}]"], r"unknown key 'rewards\[0\].strict' for reward 'math'"),
         (["algo.kl_target=0.1"], r"algo.kl_target adapts algo.kl_coef, which is 0"),
         (["algo.advantage=bnpo"], r"algo.advantage=bnpo needs 0/1 rewards: .*\(got math x 1 \+ boxed_format x 0.2\)"),
         (["algo.entropy_target=1.0"], r"algo.entropy_target adapts algo.entropy_coef"),
@@ -106,7 +117,8 @@ def test_wrong_combinations_are_refused_at_load(overrides, message):
 
 @pytest.mark.parametrize("advantage", ["pass_k", "bnpo"])
 def test_binary_estimators_train_on_a_binary_reward(advantage, tiny_config, tmp_path):
-    run_dir = train(tiny_config(*QUICK, f"algo.advantage={advantage}", "algo.pass_k=2"), tmp_path / "run")
+    extra = ["algo.advantage.pass_k=2"] if advantage == "pass_k" else []
+    run_dir = train(tiny_config(*QUICK, f"algo.advantage={advantage}", *extra), tmp_path / "run")
     assert len(train_rows(run_dir)) == 2
 
 

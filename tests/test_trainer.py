@@ -89,15 +89,15 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_checkpoints(tiny_config, 
     config = tiny_config("train.steps=3", "checkpoint.every=1", "checkpoint.export_final=false")
     run_dir = tmp_path / "run"
     train(config, run_dir, stop_after=1)
-    import rlvr.collect
+    import rlvr.algos
 
-    real = rlvr.collect.ADVANTAGES.get("grpo")
+    real = rlvr.algos.ADVANTAGES.get("grpo")
 
-    def poisoned(rewards, *, eps):
+    def poisoned(rewards, *, eps=1e-4):
         advantages, metrics = real(rewards, eps=eps)
         return advantages * float("nan"), metrics
 
-    monkeypatch.setattr(rlvr.collect.ADVANTAGES, "get", lambda name: poisoned)
+    monkeypatch.setattr(rlvr.algos.ADVANTAGES, "get", lambda name: poisoned)
     with pytest.raises(TrainingError, match=r"^step 2: the loss is nan \(non-finite\); no update was applied$"):
         train(config, run_dir, resume=True)
     assert [p.name for p in list_checkpoints(run_dir)] == ["step-000001"]

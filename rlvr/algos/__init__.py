@@ -13,13 +13,14 @@ from rlvr.algos.entropy import entropy_coef_update, skywork_entropy_coef_update
 from rlvr.algos.kl import KL_ESTIMATORS, adaptive_kl_coef
 from rlvr.algos.losses import POLICY_LOSSES, truncated_is_weights
 from rlvr.algos.shaping import overlong_penalty
-from rlvr.algos.value import gae, value_loss
+from rlvr.algos.value import TOKEN_ADVANTAGES, gae, value_loss
 
 __all__ = [
     "ADVANTAGES",
     "AGGREGATIONS",
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
+    "TOKEN_ADVANTAGES",
     "adaptive_kl_coef",
     "entropy_coef_update",
     "gae",

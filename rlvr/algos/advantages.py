@@ -5,40 +5,57 @@ Signature of every estimator::
     fn(rewards: Tensor[B, G], *, <hyper-parameters>) -> (advantages: Tensor[B, G], metrics: dict)
 
 B prompts, G completions each. The trainer broadcasts each completion's advantage over its
-tokens. Each estimator declares, keyword-only, only the hyper-parameters it uses (``eps``,
-``pass_k``); the caller passes the declared ones by name. Estimators for binary rewards
-(pass@k, BNPO) live in :mod:`rlvr.algos.advantages_binary`.
+tokens. Each estimator declares, keyword-only and with its paper's default, only the
+hyper-parameters it uses (``algo.advantage: {name: grpo, eps: 1e-4}``). Estimators for binary
+rewards (pass@k, BNPO) live in :mod:`rlvr.algos.advantages_binary`.
+
+Group statistics are computed in float64 and a group whose rewards agree to within
+``AGREE_TOL`` gets exactly zero advantage: in float32, eight rewards of 1.2 have a mean that
+differs from 1.2 in the last bit, and dividing that by std + eps gave each +1.2e-3.
+
+A second kind, the token-level estimators (GAE with a learned value model), is
+:data:`rlvr.algos.value.TOKEN_ADVANTAGES`; ``algo.advantage`` names one of either kind.
 """
 
+from typing import Annotated
+
 import torch
+from pydantic import Field
 
 from rlvr.registry import Registry
 
 ADVANTAGES: Registry = Registry("advantage estimator")
+AGREE_TOL = 1e-9  # rewards of a group closer than this (max - min) count as equal: zero advantage
+Eps = Annotated[float, Field(ge=0)]
+
+
+def agreeing(rewards: torch.Tensor) -> torch.Tensor:
+    """[B, 1] bool: the groups whose rewards all agree (they carry no learning signal)."""
+    return (rewards.amax(dim=1, keepdim=True) - rewards.amin(dim=1, keepdim=True)) <= AGREE_TOL
+
+
+def centred(rewards: torch.Tensor) -> torch.Tensor:
+    """r - mean(group) in float64, exactly 0 in groups that agree."""
+    wide = rewards.double()
+    return (wide - wide.mean(dim=1, keepdim=True)).masked_fill(agreeing(rewards), 0.0)
 
 
 def group_metrics(advantages: torch.Tensor, rewards: torch.Tensor) -> dict:
     """Metrics every estimator reports: mean |A| and the share of groups whose rewards all agree."""
-    agree = (rewards.max(dim=1).values - rewards.min(dim=1).values) < 1e-8
-    return {"adv/mean_abs": advantages.abs().mean().item(), "adv/zero_std_frac": agree.float().mean().item()}
+    return {"adv/mean_abs": advantages.abs().mean().item(), "adv/zero_std_frac": agreeing(rewards).float().mean().item()}
 
 
 @ADVANTAGES.register("grpo")
-def grpo_advantage(rewards: torch.Tensor, *, eps: float) -> tuple[torch.Tensor, dict]:
+def grpo_advantage(rewards: torch.Tensor, *, eps: Eps = 1e-4) -> tuple[torch.Tensor, dict]:
     """GRPO (Shao et al. 2024, DeepSeekMath): A_i = (r_i - mean(r)) / (std(r) + eps) within a group.
 
     std is the unbiased (Bessel-corrected) sample std, as in DeepSeekMath's reference code and
-    TRL. A group whose rewards all agree gets zero advantage (no signal, not NaN).
+    TRL. A group whose rewards all agree gets exactly zero advantage (no signal, not NaN, not
+    float32 rounding noise divided by eps).
     """
-    mean = rewards.mean(dim=1, keepdim=True)
-    std = rewards.std(dim=1, keepdim=True)  # unbiased
-    advantages = (rewards - mean) / (std + eps)
-    zero_std = (std.squeeze(1) < 1e-8).float()
-    metrics = {
-        "adv/mean_abs": advantages.abs().mean().item(),
-        "adv/zero_std_frac": zero_std.mean().item(),
-        "adv/reward_std": std.mean().item(),
-    }
+    std = rewards.double().std(dim=1, keepdim=True)  # unbiased
+    advantages = (centred(rewards) / (std + eps)).to(rewards.dtype)
+    metrics = {**group_metrics(advantages, rewards), "adv/reward_std": std.mean().item()}
     return advantages, metrics
 
 
@@ -51,7 +68,7 @@ def dr_grpo_advantage(rewards: torch.Tensor) -> tuple[torch.Tensor, dict]:
     more than the rest (a difficulty bias). Its other half, dropping the per-sequence length
     normalization, is the aggregation ``token_sum_norm``.
     """
-    advantages = rewards - rewards.mean(dim=1, keepdim=True)
+    advantages = centred(rewards).to(rewards.dtype)
     return advantages, group_metrics(advantages, rewards)
 
 
@@ -67,12 +84,12 @@ def rloo_advantage(rewards: torch.Tensor) -> tuple[torch.Tensor, dict]:
     g = rewards.shape[1]
     if g < 2:
         raise ValueError(f"rloo needs at least 2 completions per prompt (rollout group size), got {g}")
-    advantages = g / (g - 1) * (rewards - rewards.mean(dim=1, keepdim=True))
+    advantages = (g / (g - 1) * centred(rewards)).to(rewards.dtype)
     return advantages, group_metrics(advantages, rewards)
 
 
 @ADVANTAGES.register("reinforce_pp")
-def reinforce_pp_advantage(rewards: torch.Tensor, *, eps: float = 1e-6) -> tuple[torch.Tensor, dict]:
+def reinforce_pp_advantage(rewards: torch.Tensor, *, eps: Eps = 1e-6) -> tuple[torch.Tensor, dict]:
     """REINFORCE++-baseline (Hu 2025, "REINFORCE++", arXiv 2501.03262), for outcome rewards:
     subtract each group's mean, then divide by the std of those centred values over the WHOLE
     batch (global batch normalization), not the group's own std as GRPO does:
@@ -84,20 +101,23 @@ def reinforce_pp_advantage(rewards: torch.Tensor, *, eps: float = 1e-6) -> tuple
     completion, not per token (the paper, like verl, whitens token-level values, weighting
     long completions more); KL in the reward is the trainer's business (``algo.kl_in_reward``).
     """
-    centred = rewards - rewards.mean(dim=1, keepdim=True)
-    std = centred.std() if centred.numel() > 1 else centred.new_tensor(0.0)
-    advantages = centred / (std + eps)
+    c = centred(rewards)
+    std = c.std() if c.numel() > 1 else c.new_tensor(0.0)
+    advantages = (c / (std + eps)).to(rewards.dtype)
     return advantages, {**group_metrics(advantages, rewards), "adv/batch_std": std.item()}
 
 
 @ADVANTAGES.register("reinforce_pp_plain")
-def reinforce_pp_plain_advantage(rewards: torch.Tensor, *, eps: float = 1e-6) -> tuple[torch.Tensor, dict]:
+def reinforce_pp_plain_advantage(rewards: torch.Tensor, *, eps: Eps = 1e-6) -> tuple[torch.Tensor, dict]:
     """REINFORCE++ without a group baseline (Hu 2025, arXiv 2501.03262; the paper's form for one
     completion per prompt): A_i = (r_i - mean_batch(r)) / (std_batch(r) + eps), mean and
     (unbiased) std over all B*G rewards. Groups do not sum to zero; an all-correct group still
-    gets a positive advantage when the batch mean is lower.
+    gets a positive advantage when the batch mean is lower. A batch whose rewards all agree gets 0.
     """
-    mean = rewards.mean()
-    std = rewards.std() if rewards.numel() > 1 else rewards.new_tensor(0.0)
-    advantages = (rewards - mean) / (std + eps)
+    wide = rewards.double()
+    std = wide.std() if wide.numel() > 1 else wide.new_tensor(0.0)
+    advantages = (wide - wide.mean()) / (std + eps)
+    if float(wide.max() - wide.min()) <= AGREE_TOL:
+        advantages = torch.zeros_like(advantages)
+    advantages = advantages.to(rewards.dtype)
     return advantages, {**group_metrics(advantages, rewards), "adv/batch_std": std.item()}

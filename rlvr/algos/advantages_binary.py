@@ -5,8 +5,10 @@ Same signature as every estimator in :mod:`rlvr.algos.advantages`, registered in
 """
 
 import math
+from typing import Annotated
 
 import torch
+from pydantic import Field
 
 from rlvr.algos.advantages import ADVANTAGES, group_metrics
 
@@ -27,8 +29,10 @@ def _comb(n: int, k: int) -> int:
     return math.comb(n, k) if n >= 0 and k >= 0 else 0
 
 
-@ADVANTAGES.register("pass_k")
-def pass_k_advantage(rewards: torch.Tensor, *, pass_k: int = 4, eps: float = 1e-6) -> tuple[torch.Tensor, dict]:
+@ADVANTAGES.register("pass_k", binary_rewards=True)
+def pass_k_advantage(
+    rewards: torch.Tensor, *, pass_k: Annotated[int, Field(ge=1)] = 4, eps: Annotated[float, Field(ge=0)] = 1e-6
+) -> tuple[torch.Tensor, dict]:
     """Pass@k training, analytical advantage (Chen et al. 2025, "Pass@k Training for Adaptively
     Balancing Exploration and Exploitation of Large Reasoning Models", arXiv 2508.10751).
 
@@ -51,7 +55,7 @@ def pass_k_advantage(rewards: torch.Tensor, *, pass_k: int = 4, eps: float = 1e-
     _require_binary(rewards, "pass_k")
     n = rewards.shape[1]
     if not 1 <= pass_k <= n:
-        raise ValueError(f"algo.pass_k must be between 1 and the group size {n}, got {pass_k}")
+        raise ValueError(f"pass_k must be between 1 and the group size {n}, got {pass_k}")
     r_group, a_pos, a_neg = [], [], []
     for c in range(n + 1):
         r = 1.0 - _comb(n - c, pass_k) / _comb(n, pass_k)
@@ -76,7 +80,7 @@ def _beta_log_density(p: torch.Tensor, alpha: float, beta: float) -> torch.Tenso
     return torch.xlogy(p.new_tensor(alpha - 1.0), p) + torch.xlogy(p.new_tensor(beta - 1.0), 1.0 - p) - log_norm
 
 
-@ADVANTAGES.register("bnpo")
+@ADVANTAGES.register("bnpo", binary_rewards=True)
 def bnpo_advantage(rewards: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """BNPO (Xiao et al. 2025, "BNPO: Beta Normalization Policy Optimization", arXiv 2506.02864):
 

@@ -15,7 +15,7 @@ import torch
 
 from rlvr.registry import Registry
 
-AGGREGATIONS: Registry = Registry("loss aggregation")
+AGGREGATIONS: Registry = Registry("loss aggregation", context=("batch_tokens", "batch_sequences", "max_tokens"))
 
 
 @AGGREGATIONS.register("token_mean")

@@ -7,18 +7,25 @@ Signature of every loss::
 
 ``logprobs`` [N, T] carry gradients (current policy); ``old_logprobs`` [N, T] are the
 sampling policy's; ``advantages`` [N, T]; ``mask`` [N, T] is 1.0 on trained tokens. The
-returned loss is to be minimized; masked positions are zero. Each loss declares, keyword-only,
-only the hyper-parameters it uses, from ``clip_low``, ``clip_high``, ``dual_clip_c``,
-``cispo_clip_low``, ``cispo_clip_high``; the caller passes the declared ones by name.
+returned loss is to be minimized; masked positions are zero. Each loss declares, keyword-only
+and with its paper's defaults, only the hyper-parameters it uses; a recipe sets them under the
+loss's own key (``algo.policy_loss: {name: gspo, clip_high: 4e-4}``), checked against the
+signature (bounds in ``Annotated``) at load.
 
 This module: the clipped family (PPO, dual-clip, GSPO), and the truncated importance weights
 for the rollout engine / trainer gap. REINFORCE and CISPO, whose every token keeps a gradient,
 are in :mod:`rlvr.algos.losses_reinforce`.
 """
 
+from typing import Annotated
+
 import torch
+from pydantic import Field
 
 from rlvr.registry import Registry
+
+LowClip = Annotated[float, Field(gt=0, lt=1)]  # ratio floor 1 - clip_low stays positive
+HighClip = Annotated[float, Field(gt=0)]
 
 POLICY_LOSSES: Registry = Registry("policy loss")
 
@@ -34,8 +41,8 @@ def ppo_clip_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     *,
-    clip_low: float,
-    clip_high: float,
+    clip_low: LowClip = 0.2,
+    clip_high: HighClip = 0.2,
 ) -> tuple[torch.Tensor, dict]:
     """PPO clipped surrogate (Schulman et al. 2017), per token, as GRPO uses it.
 
@@ -64,9 +71,9 @@ def dual_clip_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     *,
-    clip_low: float = 0.2,
-    clip_high: float = 0.2,
-    dual_clip_c: float = 3.0,
+    clip_low: LowClip = 0.2,
+    clip_high: HighClip = 0.2,
+    dual_clip_c: Annotated[float, Field(gt=1)] = 3.0,
 ) -> tuple[torch.Tensor, dict]:
     """Dual-clip PPO (Ye et al. 2020, "Mastering Complex Control in MOBA Games with Deep
     Reinforcement Learning", arXiv 1912.09729): for A < 0 PPO's objective is unbounded
@@ -102,8 +109,8 @@ def gspo_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     *,
-    clip_low: float = 3e-4,
-    clip_high: float = 4e-4,
+    clip_low: LowClip = 3e-4,
+    clip_high: HighClip = 4e-4,
 ) -> tuple[torch.Tensor, dict]:
     """GSPO (Zheng et al. 2025, "Group Sequence Policy Optimization", arXiv 2507.18071): one
     length-normalized importance ratio per sequence, clipped per sequence:

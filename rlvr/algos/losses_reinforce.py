@@ -3,7 +3,10 @@ every token keeps a gradient (nothing is clipped away). Same signature and regis
 :mod:`rlvr.algos.losses`.
 """
 
+from typing import Annotated
+
 import torch
+from pydantic import Field
 
 from rlvr.algos.losses import POLICY_LOSSES, masked_mean
 
@@ -27,8 +30,8 @@ def cispo_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     *,
-    cispo_clip_low: float = 1.0,
-    cispo_clip_high: float = 0.28,
+    cispo_clip_low: Annotated[float, Field(ge=0)] = 1.0,
+    cispo_clip_high: Annotated[float, Field(gt=0)] = 0.28,
 ) -> tuple[torch.Tensor, dict]:
     """CISPO (MiniMax 2025, "MiniMax-M1", arXiv 2506.13585): clip the importance
     weight, not the update:

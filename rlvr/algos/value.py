@@ -1,8 +1,24 @@
-"""PPO with a learned value model: GAE advantages and the clipped value loss, per token."""
+"""PPO with a learned value model: token-level advantage estimators (GAE) and the clipped value loss.
+
+Token-level advantage estimators are the second kind of ``algo.advantage`` (the first, group
+estimators over [B, G] rewards, is :data:`rlvr.algos.advantages.ADVANTAGES`). Signature::
+
+    fn(token_rewards: Tensor[N, T], values: Tensor[N, T], mask: Tensor[N, T], *, <hyper-parameters>)
+        -> ((advantages: Tensor[N, T], returns: Tensor[N, T]), metrics)
+
+An estimator of this kind needs a value model (``critic.model``); the config asks for one by the
+kind, never by the name.
+"""
+
+from typing import Annotated
 
 import torch
+from pydantic import Field
 
 from rlvr.algos.losses import masked_mean
+from rlvr.registry import Registry
+
+TOKEN_ADVANTAGES: Registry = Registry("token-level advantage estimator")
 
 
 def gae(
@@ -19,8 +35,8 @@ def gae(
     token (and any per-token terms, e.g. a KL penalty). Masked positions are skipped, not
     treated as ends: t + 1 means the next trained token, so environment tokens in the middle
     of a multi-turn completion pass the bootstrap through; rewards put on them are ignored.
-    Outputs are 0 on masked positions, without gradient. Defaults are ``critic.gamma`` and
-    ``critic.lam``'s: gamma = 1 (no discount within a completion), lam = 0.95.
+    Outputs are 0 on masked positions, without gradient. Defaults: gamma = 1 (no discount
+    within a completion), lam = 0.95.
     """
     with torch.no_grad():
         n, t_len = token_rewards.shape
@@ -36,6 +52,26 @@ def gae(
             next_adv = torch.where(m > 0, adv, next_adv)
         returns = (advantages + values) * mask
     return advantages, returns
+
+
+@TOKEN_ADVANTAGES.register("gae")
+def gae_advantage(
+    token_rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    gamma: Annotated[float, Field(gt=0, le=1)] = 1.0,
+    lam: Annotated[float, Field(ge=0, le=1)] = 0.95,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], dict]:
+    """GAE (Schulman et al. 2016) as a registered token-level estimator: :func:`gae`, plus metrics.
+    ``algo.advantage: {name: gae, gamma: 1.0, lam: 0.95}``."""
+    advantages, returns = gae(token_rewards, values, mask, gamma=gamma, lam=lam)
+    tokens = max(mask.sum().item(), 1.0)
+    metrics = {
+        "adv/mean_abs": (advantages.abs() * mask).sum().item() / tokens,
+        "critic/value_mean": (values * mask).sum().item() / tokens,
+    }
+    return (advantages, returns), metrics
 
 
 def value_loss(

@@ -88,7 +88,7 @@ def multi_turn_generate(
     finally:
         for episode in episodes:
             episode.env.close()
-    return _completions(episodes, examples, n, tokenizer)
+    return _completions(episodes, examples, n, tools.max_total_tokens)
 
 
 def _safe_step(env: Env, text: str) -> StepResult:
@@ -122,11 +122,13 @@ def _prompt_ids(tokenizer, example: Example, messages) -> list[int]:
     return chat_prompt_ids(tokenizer, replace(example, prompt=messages))
 
 
-def _completions(episodes: list[Episode], examples: list[Example], n: int, tokenizer) -> list[list[Completion]]:
+def _completions(episodes: list[Episode], examples: list[Example], n: int, budget: int) -> list[list[Completion]]:
     groups: list[list[Completion]] = [[] for _ in examples]
     for k, e in enumerate(episodes):
         text = "".join(turn.text + turn.observation for turn in e.turns)
         groups[k // n].append(
-            Completion(e.example, text, e.prompt_ids, e.token_ids, e.logprobs, e.loss_mask, e.finish_reason, e.turns)
+            Completion(
+                e.example, text, e.prompt_ids, e.token_ids, e.logprobs, e.loss_mask, e.finish_reason, e.turns, budget
+            )
         )
     return groups

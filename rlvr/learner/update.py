@@ -20,6 +20,7 @@ sharing with plain differentiable tensor indexing.
 """
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -40,17 +41,26 @@ from rlvr.learner.microbatch import MicroBatch
 
 @dataclass(frozen=True)
 class LossSettings:
-    policy_loss: str
-    aggregation: str
+    """The loss of one step. ``policy_loss``, ``aggregation`` and ``kl_estimator`` are functions with
+    their hyper-parameters bound (:meth:`rlvr.registry.Registry.bind`), or registry names (then
+    with the function's own defaults)."""
+
+    policy_loss: Callable | str
+    aggregation: Callable | str
     temperature: float
-    hparams: dict  # keyword hyper-parameters by name (clip_low, clip_high, max_tokens, ...)
+    max_tokens: int  # the generation budget (rollout.max_new_tokens): token_sum_norm's constant normalizer
     kl_coef: float = 0.0  # KL in the loss (0: off)
     logprob_chunk: int = DEFAULT_LOGPROB_CHUNK  # tokens per LM-head chunk (0: all at once)
-    kl_estimator: str = "k3"
+    kl_estimator: Callable | str = "k3"
     entropy_coef: float = 0.0
     tis_cap: float | None = None
     shared_prompt: bool = True  # each distinct prompt runs once per optimizer step, for all its rows
     packed_sequences: bool = True  # completions run without padding (rlvr.learner.forward.hidden.packed_completion_hidden)
+
+
+def bound(registry, part: "Callable | str") -> Callable:
+    """A loss part: already bound, or looked up by name with the function's own defaults."""
+    return registry.bind(part) if isinstance(part, str) else part
 
 
 def update_step(
@@ -65,11 +75,10 @@ def update_step(
 ) -> dict[str, float]:
     """One optimizer step over ``micro_batches`` (gradient accumulation); returns metrics."""
     from rlvr.algos.losses import truncated_is_weights
-    from rlvr.registry import call_with
 
-    policy_loss = POLICY_LOSSES.get(settings.policy_loss)
-    aggregate = AGGREGATIONS.get(settings.aggregation)
-    kl_estimator = KL_ESTIMATORS.get(settings.kl_estimator) if settings.kl_coef > 0 else None
+    policy_loss = bound(POLICY_LOSSES, settings.policy_loss)
+    aggregate = bound(AGGREGATIONS, settings.aggregation)
+    kl_estimator = bound(KL_ESTIMATORS, settings.kl_estimator) if settings.kl_coef > 0 else None
     batch_tokens = float(sum(mb.mask.sum().item() for mb in micro_batches))
     batch_sequences = sum(mb.mask.shape[0] for mb in micro_batches)
     sums: dict[str, float] = defaultdict(float)
@@ -105,9 +114,7 @@ def update_step(
                     prompt_of=prompt_of,
                     packed_sequences=settings.packed_sequences,
                 )
-                per_token, loss_metrics = call_with(
-                    policy_loss, logprobs, mb.old_logprobs, mb.advantages, mb.mask, **settings.hparams
-                )
+                per_token, loss_metrics = policy_loss(logprobs, mb.old_logprobs, mb.advantages, mb.mask)
                 tokens = mb.mask.sum().item()
                 if settings.tis_cap is not None:
                     is_weights, _ = truncated_is_weights(
@@ -130,13 +137,12 @@ def update_step(
                     record("kl", (kl.detach() * mb.mask).sum().item() / max(tokens, 1), tokens)
                 if settings.entropy_coef > 0:
                     per_token = per_token - settings.entropy_coef * entropy * mb.mask
-                loss, _ = call_with(
-                    aggregate,
+                loss, _ = aggregate(
                     per_token,
                     mb.mask,
                     batch_tokens=batch_tokens,
                     batch_sequences=batch_sequences,
-                    **settings.hparams,
+                    max_tokens=settings.max_tokens,
                 )
                 if not torch.isfinite(loss):
                     raise TrainingError(f"step {step}: the loss is {loss.item()} (non-finite); no update was applied")

@@ -1,9 +1,21 @@
-"""Reward functions: plain ``fn(completion, example) -> float``, combined by weight.
+"""Reward functions: plain functions of the whole completion, combined by weight.
 
-Every reward has the one signature :data:`RewardFn` (TRL's reward API, one completion at a
-time), so :func:`score` never special-cases a name. Built in: ``math`` (the extracted answer
-equals the gold answer), ``boxed_format`` (the completion has a non-empty ``\\boxed{}``),
-``countdown`` (the boxed expression reaches the target with the given numbers).
+Two kinds, one signature each, so :func:`score` never special-cases a name:
+
+- :data:`REWARDS`: ``fn(completion: Completion, example: Example, *, <hyper-parameters>) -> float``,
+  one completion at a time (TRL's reward API, widened): ``completion.response`` is what the model
+  wrote (tool output excluded: a policy cannot earn reward by making a tool print the answer);
+  the record also has the token ids and count, the finish reason, the turns and tool calls, and
+  the token budget it was sampled under. A reward may also be called with a plain string (the
+  model's text), which :func:`model_text` accepts.
+- :data:`GROUP_REWARDS`: ``fn(completions: list[Completion], correct: list[float], *, <hyper-parameters>)
+  -> list[float]``, the G completions of one prompt with the verifier's score of each: for rewards
+  relative to the group (OTC's tool efficiency, length penalties among correct answers).
+
+Built in: ``math`` (the extracted answer equals the gold answer), ``boxed_format`` (a non-empty
+``\\boxed{}``), ``countdown``, ``exact_match``; shaping terms ``overlong`` (DAPO), ``tool_calls``
+(a cost per call) and the group reward ``otc`` (OTC-GRPO). Hyper-parameters are the recipe entry's
+other keys (``{name: overlong, weight: 1.0, cache_tokens: 12}``), checked against the signature.
 
 A reward that raises or returns a non-finite value is a bug to fix, not a zero: unlike
 verifiers' Rubric, :func:`score` stops with a :class:`RewardError` naming the reward, the
@@ -12,67 +24,162 @@ example and the completion. A wrong or unparsable answer is a 0.0, not an except
 Add your own in a file of your project::
 
     from rlvr.rewards import REWARDS
-    from rlvr.types import Example
+    from rlvr.types import Completion, Example
 
     @REWARDS.register("short")
-    def short(completion: str, example: Example) -> float:
-        return 1.0 if len(completion) < 400 else 0.0
+    def short(completion: Completion, example: Example, *, chars: int = 400) -> float:
+        return 1.0 if len(completion.response) < chars else 0.0
 
-then ``load_reward_plugins(["my_rewards.py"])`` (or a dotted module name) before the
-recipe's rewards are looked up; the same works for ``rlvr.tasks.TASKS``.
+then ``plugins: [my_rewards.py]`` in the recipe (or ``load_reward_plugins``) before the rewards
+are looked up; the same works for ``rlvr.tasks.TASKS``.
 """
 
 import hashlib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from math import isfinite
 from numbers import Real
 from pathlib import Path
+from typing import Any
 
 from rlvr.errors import ConfigError, RewardError
 from rlvr.registry import Registry
-from rlvr.types import Example
+from rlvr.types import Completion, Example
 
-RewardFn = Callable[[str, Example], float]
+RewardFn = Callable[[Completion, Example], float]
+GroupRewardFn = Callable[[list[Completion], list[float]], list[float]]
 
 REWARDS: Registry[RewardFn] = Registry("reward")
+GROUP_REWARDS: Registry[GroupRewardFn] = Registry("group reward")
+
+
+def model_text(completion: "Completion | str") -> str:
+    """What the model wrote: ``completion.response`` (a plain string is taken as it is)."""
+    return completion if isinstance(completion, str) else completion.response
+
+
+def reward_registry(name: str) -> Registry:
+    """The registry (per completion or per group) that holds reward ``name``."""
+    if name in GROUP_REWARDS and name not in REWARDS:
+        return GROUP_REWARDS
+    if name not in REWARDS:
+        try:
+            REWARDS.get(name)
+        except ConfigError as err:
+            raise ConfigError(f"{err}, {', '.join(GROUP_REWARDS.names())} (group rewards)") from None
+    return REWARDS
+
+
+@dataclass(frozen=True)
+class RewardTerm:
+    """One term of the mix: ``weight x fn(...)``, with the function's hyper-parameters bound."""
+
+    name: str
+    weight: float
+    fn: Callable
+    per_group: bool
+
+
+def reward_terms(specs: Sequence) -> list[RewardTerm]:
+    """Terms from specs: ``(name, weight)``, ``(name, weight, params)`` or objects with ``name``,
+    ``weight`` and ``params()`` (a recipe's ``RewardSpec``). Unknown names, a reward listed twice,
+    a bad hyper-parameter or a non-finite weight are :class:`ConfigError`."""
+    terms = []
+    for i, spec in enumerate(specs):
+        if isinstance(spec, RewardTerm):
+            terms.append(spec)
+            continue
+        if isinstance(spec, tuple):
+            name, weight, params = (*spec, {})[:3]
+        else:
+            name, weight, params = spec.name, spec.weight, spec.params()
+        if not isfinite(weight):
+            raise ConfigError(f"rewards: weight of {name!r} must be finite, got {weight}")
+        registry = reward_registry(name)
+        fn = registry.bind(name, params, f"rewards[{i}]")
+        terms.append(RewardTerm(name, float(weight), fn, registry is GROUP_REWARDS))
+    names = [t.name for t in terms]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"rewards: each reward may be listed once, got {names}")
+    return terms
+
+
+def as_completion(item: "Completion | str", example: Example) -> Completion:
+    """A plain string becomes a single-turn completion of ``example`` with no token record."""
+    if isinstance(item, Completion):
+        return item
+    return Completion(example, item, [], [], [], [], "stop")
 
 
 def score(
-    completions: list[str], examples: list[Example], specs: list[tuple[str, float]]
+    completions: "Sequence[Completion | str]",
+    examples: list[Example] | None,
+    specs: Sequence,
+    *,
+    verifier: str | None = None,
+    group_size: int | None = None,
 ) -> tuple[list[float], dict[str, list[float]]]:
     """Weighted total per completion and each reward's unweighted values.
 
-    ``examples[i]`` is the example ``completions[i]`` answers. Returns ``(totals,
-    components)`` with ``totals[i] = sum(weight * components[name][i])``. Unknown reward
-    names fail (ConfigError) before any reward runs.
+    ``completions[i]`` answers ``examples[i]`` (None: each completion's own ``example``). Returns
+    ``(totals, components)`` with ``totals[i] = sum(weight * components[name][i])``. With
+    ``verifier``, ``components`` also holds the verifier's values (weight 0 unless it is a term),
+    which group rewards receive as ``correct``; they need ``group_size`` (completions come in
+    consecutive groups). Unknown reward names fail (ConfigError) before any reward runs.
     """
+    examples = examples if examples is not None else [c.example for c in completions]  # type: ignore[union-attr]
     if len(completions) != len(examples):
         raise ValueError(f"score: {len(completions)} completions but {len(examples)} examples")
-    names = [name for name, _ in specs]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"rewards: each reward may be listed once, got {names}")
-    fns = [REWARDS.get(name) for name in names]
-    totals = [0.0] * len(completions)
+    items = [as_completion(c, ex) for c, ex in zip(completions, examples, strict=True)]
+    terms = reward_terms(specs)
     components: dict[str, list[float]] = {}
-    for (name, weight), fn in zip(specs, fns, strict=True):
-        if not isfinite(weight):
-            raise ConfigError(f"rewards: weight of {name!r} must be finite, got {weight}")
-        values = [_call(name, fn, c, ex) for c, ex in zip(completions, examples, strict=True)]
-        components[name] = values
-        totals = [t + weight * v for t, v in zip(totals, values, strict=True)]
+    for term in terms:
+        if not term.per_group:
+            components[term.name] = [_call(term.name, term.fn, c, ex) for c, ex in zip(items, examples, strict=True)]
+    if verifier is not None and verifier not in components:
+        check = REWARDS.bind(verifier)
+        components[verifier] = [_call(verifier, check, c, ex) for c, ex in zip(items, examples, strict=True)]
+    for term in terms:
+        if term.per_group:
+            components[term.name] = _group_values(term, items, components, verifier, group_size)
+    totals = [0.0] * len(items)
+    for term in terms:
+        totals = [t + term.weight * v for t, v in zip(totals, components[term.name], strict=True)]
     return totals, components
 
 
-def _call(name: str, fn: RewardFn, completion: str, example: Example) -> float:
-    where = f"on example {example.id!r}, completion {completion[:200]!r}"
+def _group_values(term: RewardTerm, items: list[Completion], components, verifier, group_size) -> list[float]:
+    if verifier is None or not group_size or len(items) % group_size:
+        raise ConfigError(f"reward {term.name!r} scores whole groups: score() needs verifier= and group_size=")
+    values: list[float] = []
+    for start in range(0, len(items), group_size):
+        group, correct = items[start : start + group_size], components[verifier][start : start + group_size]
+        where = f"on example {group[0].example.id!r}"
+        try:
+            out = list(term.fn(group, correct))
+        except Exception as e:
+            message = " ".join(str(e).split())[:200]
+            raise RewardError(f"reward {term.name!r} raised {type(e).__name__}: {message} {where}") from e
+        if len(out) != len(group):
+            raise RewardError(f"reward {term.name!r} returned {len(out)} values for a group of {len(group)} {where}")
+        values += [_checked(term.name, v, f"{where}, completion {c.response[:200]!r}") for v, c in zip(out, group)]
+    return values
+
+
+def _call(name: str, fn: RewardFn, completion: Completion, example: Example) -> float:
+    where = f"on example {example.id!r}, completion {completion.response[:200]!r}"
     try:
         value = fn(completion, example)
     except Exception as e:
         message = " ".join(str(e).split())[:200]
         raise RewardError(f"reward {name!r} raised {type(e).__name__}: {message} {where}") from e
+    return _checked(name, value, where)
+
+
+def _checked(name: str, value: Any, where: str) -> float:
     if not isinstance(value, Real):  # int, float, bool and numpy scalars pass; None, str, tensors do not
         raise RewardError(f"reward {name!r} returned {type(value).__name__} {value!r:.50} (not a number) {where}")
     if not isfinite(value):
@@ -118,9 +225,21 @@ def _load_file(path: str) -> None:
 
 
 # Imported last: these modules register into REWARDS, defined above.
+from rlvr.rewards import costs as _costs  # noqa: E402, F401
 from rlvr.rewards import countdown as _countdown  # noqa: E402, F401
 from rlvr.rewards import exact_match as _exact_match  # noqa: E402, F401
 from rlvr.rewards import format as _format  # noqa: E402, F401
 from rlvr.rewards.math import answers_match, extract_answer  # noqa: E402
 
-__all__ = ["REWARDS", "RewardFn", "answers_match", "extract_answer", "load_reward_plugins", "score"]
+__all__ = [
+    "GROUP_REWARDS",
+    "REWARDS",
+    "RewardFn",
+    "RewardTerm",
+    "answers_match",
+    "extract_answer",
+    "load_reward_plugins",
+    "model_text",
+    "reward_terms",
+    "score",
+]

@@ -19,9 +19,9 @@ import re
 from collections import Counter
 from fractions import Fraction
 
-from rlvr.rewards import REWARDS
+from rlvr.rewards import REWARDS, model_text
 from rlvr.rewards.math import boxed_contents
-from rlvr.types import Example
+from rlvr.types import Completion, Example
 
 MAX_EXPRESSION_CHARS = 500
 
@@ -92,7 +92,7 @@ def answer_expression(completion: str) -> str | None:
 
 
 @REWARDS.register("countdown")
-def countdown_reward(completion: str, example: Example) -> float:
+def countdown_reward(completion: Completion | str, example: Example) -> float:
     """1.0 if the answer expression reaches ``meta["target"]`` using ``meta["numbers"]``, else 0.0.
 
     Needs an example from the ``countdown`` task (or any with those two meta fields); a
@@ -101,5 +101,5 @@ def countdown_reward(completion: str, example: Example) -> float:
     numbers, target = example.meta.get("numbers"), example.meta.get("target")
     if not isinstance(numbers, list) or not isinstance(target, int):
         raise ValueError("the countdown reward needs example.meta['numbers'] (list) and ['target'] (int)")
-    expression = answer_expression(completion)
+    expression = answer_expression(model_text(completion))
     return 1.0 if expression is not None and check_countdown(expression, numbers, target) else 0.0

@@ -16,9 +16,9 @@ import re
 import string
 import unicodedata
 
-from rlvr.rewards import REWARDS
+from rlvr.rewards import REWARDS, model_text
 from rlvr.rewards.math import boxed_contents
-from rlvr.types import Example
+from rlvr.types import Completion, Example
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _LATEX_TEXT = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|emph|mbox)\s*\{([^{}]*)\}")
@@ -46,9 +46,9 @@ def normalize_answer(text: str) -> str:
 
 
 @REWARDS.register("exact_match")
-def exact_match(completion: str, example: Example) -> float:
+def exact_match(completion: Completion | str, example: Example) -> float:
     """1.0 if the extracted answer equals ``example.answer`` after normalisation (never on empty)."""
-    predicted = extract_text_answer(completion)
+    predicted = extract_text_answer(model_text(completion))
     if predicted is None:
         return 0.0
     norm = normalize_answer(predicted)

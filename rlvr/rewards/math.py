@@ -17,8 +17,8 @@ import re
 import threading
 from fractions import Fraction
 
-from rlvr.rewards import REWARDS
-from rlvr.types import Example
+from rlvr.rewards import REWARDS, model_text
+from rlvr.types import Completion, Example
 
 MAX_VERIFY_CHARS = 1000
 
@@ -108,7 +108,7 @@ def _as_latex(text: str) -> str:
 
 
 @REWARDS.register("math")
-def math_reward(completion: str, example: Example) -> float:
+def math_reward(completion: Completion | str, example: Example) -> float:
     """1.0 if the completion's final answer equals ``example.answer`` (see :func:`answers_match`)."""
-    predicted = extract_answer(completion)
+    predicted = extract_answer(model_text(completion))
     return 1.0 if predicted is not None and answers_match(predicted, example.answer) else 0.0

@@ -86,6 +86,7 @@ def generate(
                 logprobs=sample.logprobs,
                 loss_mask=[1] * len(sample.token_ids),
                 finish_reason=sample.finish_reason,
+                budget=sampling.max_new_tokens,
             )
         )
     return groups

@@ -110,7 +110,7 @@ def _gradients(completions, advantages, rollout_logprobs):
     model, _ = tiny_random(seed=3)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    settings = LossSettings("ppo_clip", "token_mean", 1.0, {"clip_low": 0.2, "clip_high": 0.2, "max_tokens": 60})
+    settings = LossSettings("ppo_clip", "token_mean", 1.0, max_tokens=60)
     batches = make_micro_batches(completions, {"advantages": advantages}, 64, 0)
     for b in batches:
         b.old_logprobs = rollout_logprobs[b.index][:, : b.mask.shape[1]] * b.token_mask

@@ -5,10 +5,10 @@ prompts give."""
 import pytest
 import torch
 
-from rlvr.collect import reference_kl
 from rlvr.learner.critic import ValueModel, critic_update, values_for
 from rlvr.learner.forward.logprobs import body_and_head, completion_logprobs, per_row
 from rlvr.learner.microbatch import make_micro_batches
+from rlvr.learner.passes import reference_kl
 from rlvr.models import tiny_random
 from tests.learner.test_update import grouped_rows
 

@@ -4,6 +4,7 @@ length bucketing and micro-batching, right padding."""
 import pytest
 import torch
 
+from rlvr.hf_compat import enable_checkpointing
 from rlvr.learner.forward.logprobs import completion_logprobs
 from rlvr.learner.microbatch import make_micro_batches
 from rlvr.learner.update import LossSettings, update_step
@@ -61,7 +62,7 @@ def per_token(rows, advantages):
 
 
 SETTINGS = LossSettings(
-    "ppo_clip", "token_mean", temperature=1.0, hparams={"clip_low": 0.2, "clip_high": 0.2, "max_tokens": 16}
+    "ppo_clip", "token_mean", temperature=1.0, max_tokens=16
 )
 
 
@@ -107,7 +108,7 @@ def test_entropy_bonus_alone_raises_entropy(coef):
     optimizer = torch.optim.SGD(model.parameters(), lr=5.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     before = mean_entropy(model, batches)
-    settings = LossSettings("ppo_clip", "token_mean", 1.0, SETTINGS.hparams, entropy_coef=coef)
+    settings = LossSettings("ppo_clip", "token_mean", 1.0, max_tokens=SETTINGS.max_tokens, entropy_coef=coef)
     update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
     after = mean_entropy(model, batches)
     if coef == 0.0:
@@ -137,7 +138,7 @@ def update_gradients(
         "ppo_clip",
         "token_mean",
         1.0,
-        SETTINGS.hparams,
+        max_tokens=SETTINGS.max_tokens,
         entropy_coef=entropy_coef,
         logprob_chunk=chunk,
         shared_prompt=share,
@@ -338,7 +339,7 @@ def test_token_budget_micro_batches_give_the_same_loss_and_gradients():
     model, _ = tiny_random(seed=1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    settings = LossSettings("ppo_clip", "token_mean", 1.0, SETTINGS.hparams, logprob_chunk=4)
+    settings = LossSettings("ppo_clip", "token_mean", 1.0, max_tokens=SETTINGS.max_tokens, logprob_chunk=4)
     batches = make_micro_batches(rows, per_token(rows, advantages), size=12, pad_id=0, max_tokens=10)
     assert len(batches) > 2 and all(b.token_mask.sum() <= 10 or b.targets.shape[0] == 1 for b in batches)
     metrics = update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
@@ -349,11 +350,11 @@ def test_token_budget_micro_batches_give_the_same_loss_and_gradients():
 
 def checkpointed_update(rows, advantages, packed_sequences: bool = True):
     model, _ = tiny_random(seed=1)
-    model.gradient_checkpointing_enable()  # transformers' layers then drop KV caches in training mode
+    enable_checkpointing(model)  # transformers' layers then drop KV caches in training mode
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    settings = LossSettings("ppo_clip", "token_mean", 1.0, SETTINGS.hparams, logprob_chunk=4, packed_sequences=packed_sequences)
+    settings = LossSettings("ppo_clip", "token_mean", 1.0, max_tokens=SETTINGS.max_tokens, logprob_chunk=4, packed_sequences=packed_sequences)
     batches = make_micro_batches(rows, per_token(rows, advantages), size=5, pad_id=0)
     metrics = update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
     return metrics, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}

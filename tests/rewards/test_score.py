@@ -62,7 +62,7 @@ def test_bad_return_values_are_errors(registry, bad):
 
 
 def test_bools_and_ints_are_numbers(registry):
-    registry.register("flag")(lambda completion, example: completion == "yes")
+    registry.register("flag")(lambda completion, example: completion.response == "yes")
     registry.register("one")(lambda completion, example: 1)
     assert score(["yes", "no"], EXAMPLES, [("flag", 1.0), ("one", 0.5)])[0] == [1.5, 0.5]
 
@@ -73,7 +73,7 @@ def test_plugin_file_registers_once(registry, tmp_path):
         "from rlvr.rewards import REWARDS\n\n"
         "@REWARDS.register('short')\n"
         "def short(completion, example):\n"
-        "    return 1.0 if len(completion) < 5 else 0.0\n"
+        "    return 1.0 if len(completion.response) < 5 else 0.0\n"
     )
     load_reward_plugins([str(plugin)])
     load_reward_plugins([str(plugin)])  # a second load is a no-op, not "registered twice"
