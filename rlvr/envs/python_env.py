@@ -56,5 +56,10 @@ class PythonEnv:
 @ENVS.register("python")
 def python_env(tools) -> PythonEnv:
     return PythonEnv(
-        SandboxLimits(timeout_s=tools.timeout_s, memory_mb=tools.memory_mb, max_output_chars=tools.max_output_chars)
+        SandboxLimits(
+            timeout_s=tools.timeout_s,
+            memory_mb=tools.memory_mb,
+            max_output_chars=tools.max_output_chars,
+            packages=tuple(tools.packages),
+        )
     )

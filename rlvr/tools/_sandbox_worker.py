@@ -174,6 +174,18 @@ def _linux_namespaces(report: dict, config: dict, notes: list[str]) -> None:
     workdir, uid, gid = config["workdir"], config["uid"], config["gid"]
     try:
         mount(None, "/", None, MS_REC | MS_PRIVATE)
+    except OSError as exc:
+        notes.append(f"no private mounts ({exc})")
+        return
+    if config.get("new_root"):
+        try:
+            _enter_new_root(config, mount, set_read_only, call, libc)
+            report["read_only_root"] = report["private_root"] = True
+            report["visible"] = config["visible"]
+            return
+        except OSError as exc:  # the host refused a step: fall back to the read-only view of everything
+            notes.append(f"no private root ({exc}); the filesystem is visible read-only")
+    try:
         if uid is not None:
             report["masked"] = _mask_unreachable([workdir, *config["sys_path"]], uid, gid, mount)
         set_read_only("/", True)
@@ -190,6 +202,62 @@ def _linux_namespaces(report: dict, config: dict, notes: list[str]) -> None:
             set_read_only("/", False)
         except OSError as undo:
             notes.append(f"the working directory is read-only ({undo})")
+
+
+def _enter_new_root(config: dict, mount, set_read_only, call, libc) -> None:
+    """Make the filesystem the sandbox sees a fresh tmpfs holding only ``config["visible"]`` (the
+    standard library, the declared packages, system libraries, a few device files), each bound
+    read-only at its own path, plus the working directory read-write; then ``pivot_root`` into it
+    and detach the old root, so nothing else (the project, the data, the run directory, the home
+    directory, the user's cache) exists from inside, and there is no old root to escape back to."""
+    import ctypes
+
+    root, workdir = config["new_root"], config["workdir"]
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m")
+    hidden = set(config.get("hidden", []))
+    for path in [*config["visible"], workdir]:
+        target = root + path
+        if os.path.islink(path):  # /lib -> usr/lib on merged-/usr systems: the same link inside
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.symlink(os.readlink(path), target)
+            continue
+        if os.path.isdir(path):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+        mount(path, target, None, MS_BIND | MS_REC)
+        if path != workdir:
+            set_read_only(target, True)
+    for folder in hidden:  # inside a visible folder (the base interpreter's site-packages): an empty cover
+        if not os.path.isdir(root + folder):
+            continue
+        mount("tmpfs", root + folder, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+        for path in config.get("packages", []):  # declared packages inside it, bound back
+            if path.startswith(folder + "/") and os.path.exists(path):
+                mount(path, _placeholder(root + path, os.path.isdir(path)), None, MS_BIND | MS_REC)
+                set_read_only(root + path, True)
+        set_read_only(root + folder, True)
+    os.chdir(root)
+    machine = os.uname().machine
+    number = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}.get(machine)
+    if number is None:
+        raise OSError(0, f"pivot_root: unknown syscall number on {machine}")
+    call("syscall", ctypes.c_long(number), b".", b".")
+    call("umount2", b".", ctypes.c_int(2))  # MNT_DETACH: the old root goes away from this namespace
+    os.chdir("/")
+    attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY, 0, 0, 0)  # the tmpfs itself (not the working dir) read-only
+    call("syscall", ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), b"/", ctypes.c_uint(0),
+         ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))  # fmt: skip
+
+
+def _placeholder(target: str, is_dir: bool) -> str:
+    if is_dir:
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+    return target
 
 
 def _mask_unreachable(paths: list[str], uid: int, gid: int, mount) -> list[str]:
@@ -256,7 +324,7 @@ def _stub_process_spawning() -> None:
     _posixsubprocess.fork_exec = fork_exec
 
 
-def _install_audit_hook(workdir: str) -> None:
+def _install_audit_hook(workdir: str, readable: list[str] | None = None) -> None:
     """Refuse, at the Python level, what a cell has no business doing.
 
     Blocked: creating processes (``os.fork``/``forkpty``/``system``/``exec*``/``posix_spawn``/``spawn*``,
@@ -322,6 +390,20 @@ def _install_audit_hook(workdir: str) -> None:
         return resolved or "/"
 
     home = resolve(workdir)
+    roots = tuple(resolve(p) for p in readable) if readable is not None else None
+    own_proc = ("/proc/self", f"/proc/{pid}", "/proc/thread-self")
+
+    def check_readable(path) -> None:
+        """With ``readable``, reading anything but those paths and the working directory is refused."""
+        if roots is None or type_(path) is int_:
+            return
+        where = resolve(path)
+        if where == home or where.startswith(home + "/") or where.startswith(own_proc):
+            return
+        for root in roots:
+            if where == root or where.startswith(root + "/"):
+                return
+        raise denied(f"sandbox: reading {where} is not allowed (only the interpreter's files and the working directory)")
 
     def check_inside(event: str, path) -> None:
         if type_(path) is int_:  # an open file descriptor
@@ -350,6 +432,7 @@ def _install_audit_hook(workdir: str) -> None:
                     owner = where[6:].partition("/")[0]
                     if owner.isdigit() and owner != str_(pid):
                         raise denied("sandbox: reading other processes' /proc files is not allowed")
+                check_readable(path)
         elif event in path_args:
             for i in path_args[event]:
                 if i < len(args):
@@ -493,7 +576,7 @@ def main() -> None:
         _neuter_ctypes()
         _stub_process_spawning()
         if config["audit_hook"]:
-            _install_audit_hook(config["workdir"])
+            _install_audit_hook(config["workdir"], config.get("visible"))
     except Exception as exc:  # reported to the parent, which raises
         _send(replies, FAILED, f"{type(exc).__name__}: {exc}".encode())
         os._exit(FAILED_EXIT)
