@@ -15,6 +15,7 @@ from rlvr.errors import ConfigError, RlvrError
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -35,14 +36,62 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlvr", description="RL fine-tuning with verifiable rewards")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    commands = parser.add_subparsers(dest="command")
+class Parser(argparse.ArgumentParser):
+    """argparse with a hint for the commonest slip: ``--steps 3`` where rlvr takes ``train.steps=3``."""
 
-    train = commands.add_parser("train", help="train a model with a recipe")
+    argv: list[str] = []  # the command line being parsed, to quote a flag's value in the hint
+
+    def error(self, message: str):
+        hint = override_hint(message, Parser.argv)
+        super().error(message + (f". {hint}" if hint else ""))
+
+
+def override_hint(message: str, argv: list[str]) -> str:
+    """For an unrecognized ``--flag``, the config key of that name, written as an override."""
+    import re
+
+    from rlvr.config import RunConfig
+
+    match = re.search(r"unrecognized arguments: (--?[\w-]+)(?:[= ](\S+))?", message)
+    if not match:
+        return ""
+    raw = match.group(1)
+    following = argv[argv.index(raw) + 1] if raw in argv and argv.index(raw) + 1 < len(argv) else None
+    value = match.group(2) or (following if following and "=" not in following else None) or "VALUE"
+    flag = raw.lstrip("-").replace("-", "_")
+    keys = [name for name in RunConfig.model_fields if name == flag]
+    preferred = ("train", "optim", "rollout", "eval", "model", "algo")
+    sections = sorted(
+        RunConfig.model_fields.items(), key=lambda kv: preferred.index(kv[0]) if kv[0] in preferred else 9
+    )
+    for section, info in sections:
+        fields = getattr(info.annotation, "model_fields", {})
+        keys += [f"{section}.{name}" for name in fields if name == flag]
+    if keys:
+        return f"Settings are key=value overrides: did you mean {keys[0]}={value}?"
+    return "Settings are key=value overrides (e.g. train.steps=3); see the recipe's keys in rlvr/config.py"
+
+
+EPILOG = """Settings are key=value overrides after the recipe, e.g.
+  rlvr train grpo train.steps=40 optim.lr=1e-5 run_dir=runs/my-run
+run_dir= sets the output directory (default runs/<recipe>-<date>-<time>)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="rlvr", description="RL fine-tuning with verifiable rewards", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", parser_class=Parser)
+
+    train = commands.add_parser(
+        "train", help="train a model with a recipe", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     train.add_argument("recipe", nargs="?", help="recipe name (see `rlvr recipes`) or YAML path; default: grpo")
-    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=10 optim.lr=1e-5")
+    train.add_argument(
+        "overrides", nargs="*", help="key=value overrides, e.g. train.steps=10 optim.lr=1e-5 run_dir=runs/my-run"
+    )
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     train.set_defaults(handler=cmd_train)
@@ -50,11 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", help="evaluate a model on a task's held-out split")
     ev.add_argument(
         "--model",
-        default="smollm2-135m-instruct",
-        help="model name, HF id or directory; a run directory (its final/ or last checkpoint) or checkpoint folder",
+        default=None,
+        help="model name, HF id or directory; a run directory (its final/ or last checkpoint, with the run's own "
+        "config.yaml) or a checkpoint folder; default: the config's model.name",
     )
     ev.add_argument("overrides", nargs="*", help="key=value, e.g. task.name=countdown eval.size=100 eval.samples=8")
-    ev.add_argument("--recipe", default=None, help="recipe whose task and eval settings to use (default: grpo)")
+    ev.add_argument(
+        "--recipe", default=None, help="recipe whose task and eval settings to use (default: the run's, else grpo)"
+    )
     ev.add_argument("--out", default=None, help="write the metrics JSON here")
     ev.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     ev.set_defaults(handler=cmd_eval)
@@ -104,24 +156,51 @@ def cmd_train(args) -> int:
     return 0
 
 
+def eval_config(model: str | None, recipe: str | None, overrides: list[str]):
+    """(config, model to load, whether it is a run's checkpoint) for ``rlvr eval``.
+
+    A run directory or checkpoint folder evaluates with the run's own config.yaml (task, tools,
+    prompts, verifier) unless ``--recipe`` is given; overrides apply on top. Without ``--model``,
+    the model is the config's ``model.name`` (so ``rlvr eval model.name=X`` evaluates X)."""
+    import yaml
+
+    from rlvr.config import apply_overrides, load_config, validate
+
+    path = Path(model) if model else None
+    saved = None
+    if path is not None and (is_run_checkpoint(str(path)) or (path / "final").is_dir()):
+        saved = path / "config.yaml"
+    if saved is not None and recipe is None and saved.is_file():
+        raw = yaml.safe_load(saved.read_text())
+        apply_overrides(raw, overrides)
+        config = validate(raw, source=str(saved))
+    else:
+        config = load_config(recipe, overrides)
+    if path is None:
+        return config, config.model.name, False
+    if (path / "final" / "config.json").is_file():
+        return config, str(path / "final"), False
+    return config, str(path), is_run_checkpoint(str(path))
+
+
 def cmd_eval(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
     from rlvr.checkpoint import load_run_policy
-    from rlvr.config import load_config
     from rlvr.evaluate import evaluate
     from rlvr.models import load_model, resolve_device
-    from rlvr.rewards import load_reward_plugins
+    from rlvr.rewards import REWARDS, load_reward_plugins
     from rlvr.rollout import SamplingParams, make_engine
     from rlvr.tasks import make_task
 
-    config = load_config(args.recipe, args.overrides)
+    config, model_name, from_checkpoint = eval_config(args.model, args.recipe, args.overrides)
     load_reward_plugins(config.plugins)
-    model_name = resolve_model(args.model)
     task = make_task(config.task.name, **config.task.params())
     examples = task.split("eval")[: config.eval.size]
-    if is_run_checkpoint(model_name):
+    if config.eval.samples > 1 and config.eval.temperature == 0:
+        raise ConfigError("eval.samples > 1 needs eval.temperature > 0 (greedy samples are all the same)")
+    if from_checkpoint:
         model, tokenizer = load_run_policy(Path(model_name), config.model.dtype)
     else:
         model, tokenizer = load_model(model_name, config.model.dtype, seed=config.train.seed)
@@ -134,11 +213,10 @@ def cmd_eval(args) -> int:
         stop=config.rollout.stop,
         return_logprobs=False,
     )
-    if config.eval.samples > 1 and config.eval.temperature == 0:
-        raise ConfigError("eval.samples > 1 needs eval.temperature > 0 (greedy samples are all the same)")
-    result = evaluate(
-        engine, examples, config.eval.verifier or task.verifier, sampling, config.eval.samples, config.tools
-    )
+    verifier = config.eval.verifier or task.verifier
+    spec = next((r for r in config.rewards if r.name == verifier and verifier in REWARDS), None)
+    check = REWARDS.bind(verifier, spec.params() if spec else {}, "eval.verifier")
+    result = evaluate(engine, examples, check, sampling, config.eval.samples, config.tools)
     metrics = {"model": model_name, "task": config.task.name, **result.metrics}
     table = Table(title=f"{model_name} on {config.task.name} (held-out)")
     table.add_column("metric")
@@ -152,14 +230,6 @@ def cmd_eval(args) -> int:
     else:
         print(text)
     return 0
-
-
-def resolve_model(name: str) -> str:
-    """A finished run directory means its exported final model."""
-    path = Path(name)
-    if (path / "final" / "config.json").is_file():
-        return str(path / "final")
-    return name
 
 
 def is_run_checkpoint(name: str) -> bool:

@@ -346,7 +346,10 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
 # Keys that moved into the component that declares them: the one-line error says where.
 MOVED = {
     **{f"algo.{k}": f"algo.policy_loss.{k}" for k in ("clip_low", "clip_high", "dual_clip_c")},
-    **{f"algo.{k}": f"algo.policy_loss.{k} (with algo.policy_loss: cispo)" for k in ("cispo_clip_low", "cispo_clip_high")},
+    **{
+        f"algo.{k}": f"algo.policy_loss.{k} (with algo.policy_loss: cispo)"
+        for k in ("cispo_clip_low", "cispo_clip_high")
+    },
     "algo.std_eps": "algo.advantage.eps",
     "algo.pass_k": "algo.advantage.pass_k (with algo.advantage: pass_k)",
     **{f"critic.{k}": f"algo.advantage.{k} (with algo.advantage: gae)" for k in ("gamma", "lam")},
@@ -445,11 +448,16 @@ def _check_advantage(config: RunConfig, kind: str) -> None:
         try:
             estimator(torch.zeros(2, config.rollout.group_size))
         except ValueError as err:
-            raise ConfigError(f"algo.advantage={name}: {err} (rollout.group_size={config.rollout.group_size})") from None
+            raise ConfigError(
+                f"algo.advantage={name}: {err} (rollout.group_size={config.rollout.group_size})"
+            ) from None
     if KINDS[kind].traits(name).get("binary_rewards"):
         shaped = [f"{r.name} x {r.weight:g}" for r in config.rewards]
-        if len(config.rewards) != 1 or config.rewards[0].weight != 1.0 or algo.overlong_cache_tokens or (
-            config.tools.cost != "none"
+        if (
+            len(config.rewards) != 1
+            or config.rewards[0].weight != 1.0
+            or algo.overlong_cache_tokens
+            or (config.tools.cost != "none")
         ):
             raise ConfigError(
                 f"algo.advantage={name} needs 0/1 rewards: one reward with weight 1 and no "

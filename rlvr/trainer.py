@@ -266,7 +266,9 @@ def adapt_coefficients(run: Run, metrics: dict[str, float], batch_size: int) -> 
     if algo.entropy_target is not None and "train/entropy" in metrics:
         observed = metrics["train/entropy"]
         if algo.entropy_controller == "skywork":
-            c.entropy_state, c.entropy = skywork_entropy_coef_update(c.entropy_state, observed, target=algo.entropy_target)
+            c.entropy_state, c.entropy = skywork_entropy_coef_update(
+                c.entropy_state, observed, target=algo.entropy_target
+            )
         else:
             c.entropy_state = c.entropy = entropy_coef_update(
                 c.entropy_state, observed, target=algo.entropy_target, rate=algo.entropy_rate

@@ -42,7 +42,10 @@ def centred(rewards: torch.Tensor) -> torch.Tensor:
 
 def group_metrics(advantages: torch.Tensor, rewards: torch.Tensor) -> dict:
     """Metrics every estimator reports: mean |A| and the share of groups whose rewards all agree."""
-    return {"adv/mean_abs": advantages.abs().mean().item(), "adv/zero_std_frac": agreeing(rewards).float().mean().item()}
+    return {
+        "adv/mean_abs": advantages.abs().mean().item(),
+        "adv/zero_std_frac": agreeing(rewards).float().mean().item(),
+    }
 
 
 @ADVANTAGES.register("grpo")

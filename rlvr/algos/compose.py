@@ -22,7 +22,7 @@ KINDS: dict[str, Registry] = {"group": ADVANTAGES, "token": TOKEN_ADVANTAGES}
 
 
 def advantage_kind(name: str) -> str:
-    """"group" or "token": which registry holds the advantage estimator ``name``."""
+    """ "group" or "token": which registry holds the advantage estimator ``name``."""
     for kind, registry in KINDS.items():
         if name in registry:
             return kind

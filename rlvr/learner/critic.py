@@ -21,7 +21,9 @@ class ValueModel(nn.Module):
     def __init__(self, body: nn.Module, hidden_size: int, packed_sequences: bool = True) -> None:
         super().__init__()
         self.body = body
-        self.packed_sequences = packed_sequences  # completions without padding (rlvr.learner.forward.hidden.completion_hidden)
+        self.packed_sequences = (
+            packed_sequences  # completions without padding (rlvr.learner.forward.hidden.completion_hidden)
+        )
         self.head = nn.Linear(hidden_size, 1)
         nn.init.zeros_(self.head.weight)  # start at V = 0: early advantages are the raw returns
         nn.init.zeros_(self.head.bias)

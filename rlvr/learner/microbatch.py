@@ -91,7 +91,11 @@ def left_padded(prompts: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _collate(
-    completions: list[Completion], index: list[int], per_token: dict[str, torch.Tensor], pad_id: int, shared_prompt: bool
+    completions: list[Completion],
+    index: list[int],
+    per_token: dict[str, torch.Tensor],
+    pad_id: int,
+    shared_prompt: bool,
 ):
     rows = [completions[i] for i in index]
     n = len(rows)

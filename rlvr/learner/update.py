@@ -55,7 +55,9 @@ class LossSettings:
     entropy_coef: float = 0.0
     tis_cap: float | None = None
     shared_prompt: bool = True  # each distinct prompt runs once per optimizer step, for all its rows
-    packed_sequences: bool = True  # completions run without padding (rlvr.learner.forward.hidden.packed_completion_hidden)
+    packed_sequences: bool = (
+        True  # completions run without padding (rlvr.learner.forward.hidden.packed_completion_hidden)
+    )
 
 
 def bound(registry, part: "Callable | str") -> Callable:

@@ -9,8 +9,9 @@
   SmolLM2 tokenizer, for tests: seeded, built in well under a second once the tokenizer is cached.
 - ``random:qwen2.5-0.5b``: a seeded random Qwen2 with Qwen2.5-0.5B's exact shape and the SmolLM2
   tokenizer, to benchmark speed and memory at that size (``rlvr bench``) without its weights.
-- anything else: ``AutoModelForCausalLM.from_pretrained``; a hub id resolves from the local
-  HF cache only when offline (``HF_HUB_OFFLINE=1``), a directory loads as it is.
+- anything else: ``AutoModelForCausalLM.from_pretrained``; a directory loads as it is, a hub id
+  only from the local HF cache (``local_files_only``): one that is not there fails at once with
+  one line, instead of a minute of network retries on a machine without network.
 """
 
 import importlib.util
@@ -52,19 +53,36 @@ def load_model(name: str, dtype: str = "float32", seed: int = 0):
     source = str(path) if path.exists() else name
     if not path.exists() and (name.startswith((".", "/", "~")) or name.endswith((".yaml", ".json"))):
         raise ModelError(f"model not found: {name} (no such directory)")
+    local = path.exists()
+    if not local and not in_hub_cache(name):
+        raise ModelError(
+            f"model {name!r} is not a local directory and not in the local Hugging Face cache; rlvr never downloads "
+            "at run time: fetch it first (huggingface-cli download NAME) or pass a directory"
+        )
     try:
-        tokenizer = load_tokenizer(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+        tokenizer = load_tokenizer(source, local_files_only=not local)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=not local)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"cannot load model {name!r}: {first}") from None
     return model, tokenizer
 
 
-def load_tokenizer(source: str):
+def in_hub_cache(name: str) -> bool:
+    """Whether hub id ``name`` has a config in the local Hugging Face cache (no network is touched)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid repo id
+        return False
+    return isinstance(found, str)
+
+
+def load_tokenizer(source: str, local_files_only: bool = False):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

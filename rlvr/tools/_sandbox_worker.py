@@ -403,7 +403,9 @@ def _install_audit_hook(workdir: str, readable: list[str] | None = None) -> None
         for root in roots:
             if where == root or where.startswith(root + "/"):
                 return
-        raise denied(f"sandbox: reading {where} is not allowed (only the interpreter's files and the working directory)")
+        raise denied(
+            f"sandbox: reading {where} is not allowed (only the interpreter's files and the working directory)"
+        )
 
     def check_inside(event: str, path) -> None:
         if type_(path) is int_:  # an open file descriptor

@@ -479,13 +479,18 @@ def visible_paths(packages: tuple[str, ...]) -> View:
     stdlib = [p for p in dict.fromkeys(stdlib) if os.path.isfile(os.path.join(p, "os.py"))]  # a venv's is not one
     hidden = [os.path.join(p, name) for p in stdlib for name in ("site-packages", "dist-packages")]
     found = _package_files(packages)
-    sys_path = [*stdlib, *[os.path.join(p, "lib-dynload") for p in stdlib if os.path.isdir(os.path.join(p, "lib-dynload"))]]
+    sys_path = [
+        *stdlib,
+        *[os.path.join(p, "lib-dynload") for p in stdlib if os.path.isdir(os.path.join(p, "lib-dynload"))],
+    ]
     for folder in dict.fromkeys(os.path.dirname(f) for f in found):
         if folder not in sys_path:
             sys_path.append(folder)
     system = [p for p in SYSTEM_PATHS if os.path.lexists(p)]
     visible = list(dict.fromkeys([*system, *stdlib, *found]))
-    visible = [p for p in visible if not any(p != q and p.startswith(q + "/") and not os.path.islink(q) for q in visible)]
+    visible = [
+        p for p in visible if not any(p != q and p.startswith(q + "/") and not os.path.islink(q) for q in visible)
+    ]
     return View(visible, [h for h in hidden if os.path.isdir(h)], found, sys_path)
 
 

@@ -31,7 +31,9 @@ def repeats(monkeypatch):
 
 def logprobs_and_grads(model, batch):
     model.zero_grad(set_to_none=True)
-    logprobs, _ = completion_logprobs(model, batch, 1.0, chunk=8, packed_sequences=False)  # the padded pass: HF's attention
+    logprobs, _ = completion_logprobs(
+        model, batch, 1.0, chunk=8, packed_sequences=False
+    )  # the padded pass: HF's attention
     (logprobs * batch.mask).sum().backward()
     return logprobs.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 

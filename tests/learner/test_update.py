@@ -61,9 +61,7 @@ def per_token(rows, advantages):
     return {"advantages": torch.tensor(advantages).unsqueeze(1).expand(-1, width).clone()}
 
 
-SETTINGS = LossSettings(
-    "ppo_clip", "token_mean", temperature=1.0, max_tokens=16
-)
+SETTINGS = LossSettings("ppo_clip", "token_mean", temperature=1.0, max_tokens=16)
 
 
 def gradients_after_update(micro_batch_size: int, rows, advantages):
@@ -354,7 +352,14 @@ def checkpointed_update(rows, advantages, packed_sequences: bool = True):
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    settings = LossSettings("ppo_clip", "token_mean", 1.0, max_tokens=SETTINGS.max_tokens, logprob_chunk=4, packed_sequences=packed_sequences)
+    settings = LossSettings(
+        "ppo_clip",
+        "token_mean",
+        1.0,
+        max_tokens=SETTINGS.max_tokens,
+        logprob_chunk=4,
+        packed_sequences=packed_sequences,
+    )
     batches = make_micro_batches(rows, per_token(rows, advantages), size=5, pad_id=0)
     metrics = update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
     return metrics, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}

@@ -219,7 +219,11 @@ def test_writing_outside_the_working_directory_is_refused(make, audit_hook, wher
     if not audit_hook:
         kernel_layer(sandbox, "read_only_root")
     result = sandbox.run(f"open({target!r}, 'w').write('pwned')")
-    refused = ("PermissionError", "Read-only file system", "FileNotFoundError")  # a private root: the folder is not there
+    refused = (
+        "PermissionError",
+        "Read-only file system",
+        "FileNotFoundError",
+    )  # a private root: the folder is not there
     assert not result.ok and any(kind in result.output for kind in refused)
     assert not os.path.exists(target)
     assert_usable_after(sandbox)

@@ -62,7 +62,11 @@ def test_the_home_directory_the_project_and_the_user_cache_cannot_be_read(sandbo
     assert unreadable(sandbox, project_file)
     assert unreadable(sandbox, Path(__file__))  # the repository's tests
     result = sandbox.run(f"import os; print(sorted(os.listdir({str(home)!r})))")
-    outside = sorted(p for p in os.listdir(home) if not any(v.startswith(str(home / p)) for v in visible_paths(LIMITS.packages).visible))
+    outside = sorted(
+        p
+        for p in os.listdir(home)
+        if not any(v.startswith(str(home / p)) for v in visible_paths(LIMITS.packages).visible)
+    )
     for name in outside:
         assert f"'{name}'" not in result.output, f"{home / name} is visible from the sandbox"
     if cache_dir().exists():

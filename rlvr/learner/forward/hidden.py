@@ -79,7 +79,9 @@ def captured_prompts(body, prompt_ids, prompt_mask, positions) -> PromptStates:
     return PromptStates(out.last_hidden_state[:, -1], keys, values, prompt_mask)
 
 
-def completion_hidden(body, prompts: PromptStates, prompt_of, targets, token_mask, packed_sequences: bool = True) -> torch.Tensor:
+def completion_hidden(
+    body, prompts: PromptStates, prompt_of, targets, token_mask, packed_sequences: bool = True
+) -> torch.Tensor:
     """Hidden states [n, T, H] whose next-token logits predict each completion token [n, T]: the
     prompt's last state for token 0, the completion's own states after it.
 
