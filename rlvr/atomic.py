@@ -39,7 +39,7 @@ def readable_as_umask_allows(folder: Path) -> None:
     checkpoint from other users and containers."""
     umask = os.umask(0)
     os.umask(umask)
-    for root, dirs, files in os.walk(folder):
+    for root, _, files in os.walk(folder):
         os.chmod(root, 0o777 & ~umask)
         for name in files:
             os.chmod(os.path.join(root, name), 0o666 & ~umask)

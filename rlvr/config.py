@@ -8,6 +8,7 @@ so their keys are not known to this module). Messages are one line and name the 
 
 import inspect
 from difflib import get_close_matches
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -406,11 +407,11 @@ def check_plugin_params(config: RunConfig) -> None:
     parts = [("advantage", KINDS[kind]), ("policy_loss", POLICY_LOSSES), ("aggregation", AGGREGATIONS),
              ("kl_estimator", KL_ESTIMATORS)]  # fmt: skip
     for field, registry in parts:
-        spec = getattr(algo, field)
-        full = _named(f"algo.{field}", lambda: registry.resolve(spec.name, spec.params(), f"algo.{field}"))
+        spec, key = getattr(algo, field), f"algo.{field}"
+        full = _named(key, partial(registry.resolve, spec.name, spec.params(), key))
         setattr(algo, field, Component(name=spec.name, **full))
     for i, spec in enumerate(config.rewards):
-        registry = _named(f"rewards[{i}].name", lambda: reward_registry(spec.name))
+        registry = _named(f"rewards[{i}].name", partial(reward_registry, spec.name))
         full = registry.resolve(spec.name, spec.params(), f"rewards[{i}]")
         config.rewards[i] = RewardSpec(name=spec.name, weight=spec.weight, **full)
     _check_advantage(config, kind)

@@ -43,7 +43,8 @@ def tiny_config():
 
 @pytest.fixture
 def count_encodes(monkeypatch):
-    """The prompt tokens of each ``rlvr.learner.forward.hidden.encode_prompts`` call, in order (the prompts' forward passes)."""
+    """The prompt tokens of each ``rlvr.learner.forward.hidden.encode_prompts`` call, in order (the prompts'
+    forward passes)."""
     import rlvr.learner.forward.hidden
     import rlvr.learner.forward.logprobs
 

@@ -105,7 +105,7 @@ def test_a_hub_id_not_in_the_cache_fails_fast(monkeypatch, tmp_path):
 @pytest.mark.skipif(not (ROOT / "pyproject.toml").is_file(), reason="needs the source tree")
 def test_a_built_wheel_carries_the_recipes(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), ROOT],
         check=True, capture_output=True, cwd=tmp_path,
     )  # fmt: skip
     wheel = next(tmp_path.glob("rlvr-*.whl"))

@@ -3,9 +3,9 @@
 glibc serves every allocation above its mmap threshold (dynamic, at most 32 MiB) with a fresh
 ``mmap`` and returns it with ``munmap`` when freed. A training step on CPU allocates and frees
 tens of such tensors per layer (activations, their gradients, [chunk, vocab] logits), so each
-one page-faults and zeroes its pages again: measured on the default recipe (2-core CPU), an
-update with 32-row micro-batches took 20 s instead of 13 s, the elementwise ops 5-10x slower
-than their arithmetic, and matmuls about 30% slower. PyTorch's CPU tuning guide advises
+one page-faults and zeroes its pages again: the elementwise ops then run several times slower
+than their arithmetic, matmuls slow down too, and a whole update with it (measurements:
+docs/results.md, "Measurements moved from docstrings"). PyTorch's CPU tuning guide advises
 jemalloc or tcmalloc for this; :func:`reuse_freed_memory` gets the same effect from the libc
 already loaded, with no extra dependency and no ``LD_PRELOAD``.
 

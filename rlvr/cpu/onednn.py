@@ -10,24 +10,10 @@ the duration of a rollout (``rlvr.rollout.fast``), and the fused LM head (``rlvr
 [tokens, vocab] logits through :func:`reorder_weight` / :func:`onednn_linear` in the update, with
 the weight reordered once per optimizer step (:func:`reorder_once`).
 
-On an Intel Xeon with AVX-512 (session 5's machine) MKL does not repack at a loss: there the
-head at 300 rows took 63 ms with MKL against 60 ms packed, a reorder 12 ms, and the update
-measured the same with and without packing; decoding layers still gained (a layer at 24 rows:
-12.4 GB/s of weights streamed against 8.0 with MKL).
-
-Measured on the 2-core CPU (AMD EPYC, AVX2, 2 threads), one linear at a time, median of 7
-(``M`` rows, SmolLM2-135M's shapes)::
-
-    shape [out, in]     M = 4         M = 8         M = 32        M = 200
-    [1536, 576]         0.51 -> 0.26  0.43 -> 0.28  0.74 -> 0.59  2.63 -> 2.68 ms
-    [576, 1536]         0.47 -> 0.29  0.47 -> 0.29  0.80 -> 0.60  3.20 -> 3.13 ms
-    [49152, 576] head   27.0 -> 6.4   28.1 -> 10.4  40.6 -> 18.8  123 -> 80 ms
-
-    [49152, 576] head   M = 300: 335 -> 127 ms        M = 1024: 488 -> 408 ms
-
-and on the default recipe's rollout (4 prompts x 8 samples, 48 tokens, same seed, same
-tokens), alternating: 8.4-9.0 s against 10.7-12.1 s over three repetitions. Reordering the whole
-model takes about 0.2 s per rollout (0.7 s the first time).
+The gain depends on the CPU: on the AVX2 machine the repacking set the time of decode steps and
+of the head; on an AVX-512 Xeon MKL does not repack at a loss, so the update's head gains nothing
+there while decoding layers still do. Measurements: docs/results.md, "Measurements moved from
+docstrings".
 
 Numbers: results equal MKL's to float32 rounding (max abs difference ~1e-4 on outputs of size
 ~20; a different summation order), so a sample can differ from the unpacked run's in a

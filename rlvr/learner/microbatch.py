@@ -40,8 +40,8 @@ def make_micro_batches(
 
     With ``max_tokens`` > 0 a micro-batch also holds at most that many tokens the body runs for it
     (completion tokens; prompt tokens too without ``shared_prompt``), a longer row alone: with
-    packed completions (:func:`rlvr.learner.forward.hidden.packed_completion_hidden`) a micro-batch's activation memory and
-    time follow its tokens, not its rows, so a token budget lets many short rows share one
+    packed completions (:func:`rlvr.learner.forward.hidden.packed_completion_hidden`) a micro-batch's
+    activation memory and time follow its tokens, not its rows, so a token budget lets many short rows share one
     micro-batch (taller matrices) while long ones stay bounded.
 
     With ``shared_prompt`` rows are sorted by completion length alone: the update computes each

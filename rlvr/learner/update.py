@@ -6,7 +6,8 @@ Its KV cache is gathered to the rows and the completions attend to it: the G com
 group share one prompt computation (at the default task the chat-templated prompt is over half
 of every sequence, so this about halves the update's FLOPs). The completions of a micro-batch
 run packed, their real tokens as one sequence, with attention per row
-(:mod:`rlvr.learner.forward.hidden`, :mod:`rlvr.learner.forward.attention`); the results land in a right-padded [n, T] grid.
+(:mod:`rlvr.learner.forward.hidden`, :mod:`rlvr.learner.forward.attention`); the results land in a
+right-padded [n, T] grid.
 The prompts' outputs enter each micro-batch as detached leaves; their gradients accumulate there
 and the prompts' backward runs once after the last micro-batch (:class:`PromptStates`), so the
 sum of the gradients is exact. Rows are sorted by completion length before they are cut into

@@ -165,7 +165,9 @@ def _group_values(term: RewardTerm, items: list[Completion], components, verifie
             raise RewardError(f"reward {term.name!r} raised {type(e).__name__}: {message} {where}") from e
         if len(out) != len(group):
             raise RewardError(f"reward {term.name!r} returned {len(out)} values for a group of {len(group)} {where}")
-        values += [_checked(term.name, v, f"{where}, completion {c.response[:200]!r}") for v, c in zip(out, group)]
+        values += [
+            _checked(term.name, v, f"{where}, completion {c.response[:200]!r}") for v, c in zip(out, group, strict=True)
+        ]
     return values
 
 

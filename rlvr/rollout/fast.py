@@ -12,8 +12,8 @@ to it); faster because:
   cut off, so each step computes only the rows still running.
 - **Weights reordered once per call** (CPU, float32; ``onednn_weights``): every ``nn.Linear``
   runs through oneDNN on a reordered copy (``rlvr.cpu.onednn``) instead of MKL's sgemm, which repacks
-  the weight on every call; at a decode step's few rows that was 1.3-2x per layer and 2-4x on the
-  vocabulary head. The default rollout went from 94 to 118-120 tok/s in ``rlvr bench``.
+  the weight on every call: at a decode step's few rows the repacking, not the arithmetic, sets the
+  time, above all on the vocabulary head.
 - **No [steps, batch, vocab] logits.** The sampled token's log-prob is taken per step from the
   live rows' logits; no logits processors or stopping-criteria machinery runs per step.
 
@@ -29,41 +29,27 @@ Stop strings are checked per step on the decoded text of the row's last few toke
 string may end inside a token), confirmed on the whole row's text; the final cut, text and
 finish reason come from the shared ``trim_at_stop`` / ``cut_at_stop``, as in the HF engine.
 
-Measured on a 2-core CPU (AMD EPYC, AVX2), SmolLM2-135M-Instruct fp32, ``torch.set_num_threads(2)``,
-the default task's shape: 4 prompts of ``arithmetic`` (digits=1, operands=2, "+") x 8 samples,
-max_new_tokens 48, T = 1.0; same seed per repetition, engines alternating in one script
-(the machine is shared with other jobs; this run had a 1-min load average of 1.5-1.8)::
+Greedy (4 prompts, 48 tokens) on SmolLM2-135M-Instruct: token ids, text and finish reasons identical
+to the HF engine, log-probs within 1e-5.
 
-    2 threads, wall clock     rep 1    rep 2    rep 3   median   gen tok/s (median)
-    hf (generate)           18.81 s  15.88 s  16.47 s  16.47 s   74.9
-    fast                    12.09 s  10.32 s   8.17 s  10.32 s  124.2   (1.66x)
-    1 thread, CPU seconds (steadier on a busy machine)
-    hf (generate)           21.96 s  22.40 s  22.32 s  22.32 s   55.3
-    fast                    13.07 s  13.87 s  12.18 s  13.07 s   96.7   (1.75x)
-
-Lengths differ between engines (different random streams: 1014-1342 tokens per run). Prefill:
-4 rows / 194 tokens instead of 32 rows / 1552.
-
-Greedy (4 prompts, 48 tokens) on that model: token ids, text and finish reasons identical to
-the HF engine, log-probs within 1e-5.
-
-Where the time goes (profile, 16 steps): matrix multiplies 74 %, attention 9 %, everything
-else (norms, sampling, bookkeeping) under 20 %. A decode step costs what ``generate``'s does
-(same forward); the saving is the 8x smaller prefill, the cheaper draw, the rows that leave.
+A decode step costs what ``generate``'s does (same forward; matrix multiplies take most of it); the
+saving is the 8x smaller prefill, the cheaper draw, the rows that leave.
 
 Tried and not kept:
 
 - ``torch.compile`` of the decode step (``dynamic=True``): the batch shrinks and the cache grows
-  every step; on 2 cores it had not finished compiling a 24-step decode after 13 minutes.
+  every step, and on a small CPU compiling alone outlasts many rollouts.
 - HF's ``StaticCache``: fixed batch size, so it cannot shrink as rows finish; ``SlabLayer``
   (below) is the preallocated cache that can.
-- ``torch.multinomial``: 103-105 tok/s against 111-118 for ``draw`` in the same runs (about 7 %).
-- a hand-written q_len = 1 attention instead of SDPA: 0.50 vs 0.63 ms per layer call, about 2 %
-  of a step, not worth leaving the model's own attention.
+- ``torch.multinomial``: slower than ``draw`` (a variate per vocabulary entry).
+- a hand-written q_len = 1 attention instead of SDPA: a small share of a step, not worth leaving
+  the model's own attention.
 
 Kept for long completions: ``SlabLayer`` (preallocated keys/values). At 48 tokens it measures the
-same as ``DynamicLayer``'s ``torch.cat`` (11.36 vs 11.42 s, 9.17 vs 9.18 s); at 300 tokens x 16 rows a
-late step takes 179-193 ms against 195-208 ms (the cat copies the whole cache every step).
+same as ``DynamicLayer``'s ``torch.cat``; at a few hundred tokens it is faster (the cat copies the
+whole cache every step).
+
+Measurements (timings, tok/s, profile): docs/results.md, "Measurements moved from docstrings".
 
 Limits: a group larger than ``batch_size`` is split across chunks (each chunk prefills the
 prefix again). Cutting padding columns applies to plain ``DynamicLayer`` caches only (others
@@ -185,9 +171,10 @@ def draw(probs: torch.Tensor, index: torch.Tensor | None = None, block: int = 25
     Two-level inverse-CDF sampling with one uniform per row from torch's global generator: a
     block of ``block`` entries by the float64 cumulative sum of block masses, then an entry by the
     float64 cumulative sum inside that block. ``torch.multinomial`` draws an exponential variate for
-    every vocabulary entry (20-80 ms per step at 32 x 49k on two CPU cores, about 7 % of a whole
-    rollout at the default shape); this takes a few ms. Zero entries (outside the top-p nucleus) are never
-    drawn; a block's mass is a float32 sum of its entries (relative error ~1e-7).
+    every vocabulary entry, a noticeable share of a rollout on a CPU; this draws one uniform per row
+    (measurements: docs/results.md, "Measurements moved from docstrings"). Zero entries (outside
+    the top-p nucleus) are never drawn; a block's mass is a float32 sum of its entries (relative
+    error ~1e-7).
     """
     vocab = probs.shape[1]
     pad = (-vocab) % block

@@ -28,10 +28,8 @@ prompts; completions when ``train.packed_sequences=false``). torch's SDPA on CPU
 mask and ``enable_gqa=True``; transformers passes that flag when ``TRANSFORMERS_SDPA_FORCE_GQA``
 is set, which :func:`masked_gqa` does for the duration of a forward pass on CPU.
 
-Measured on the default recipe's update (SmolLM2-135M: 9 query heads on 3 key/value heads; Intel
-Xeon AVX-512, 2 threads; same batches, alternating, 6 updates each): 6.44 s against 6.64 s per
-update (3 % less). One [8, 9, 47, 64] x [8, 3, 98, 64] attention call: 0.68 against 0.84 ms,
-bit-identical outputs.
+It saves the copies and their backward reduction (a few percent of an update on CPU) with
+bit-identical outputs. Measurements: docs/results.md, "Measurements moved from docstrings".
 
 Limits: transformers versions that read the switch (5.23 does; one that does not copies
 the heads as before, same numbers); CPU only (on CUDA a mask with GQA falls back to SDPA's slow

@@ -88,15 +88,15 @@ def completion_hidden(
     Row i continues prompt ``prompt_of[i]``: the prompt's KV is gathered to the rows (a
     differentiable index, so every row's gradient reaches its prompt) and the completions run on
     top of it. The last completion token is never fed: nothing is predicted from it. With
-    ``packed_sequences`` (and a body that allows it, :func:`rlvr.learner.forward.attention.packable`) the completions run
-    without padding (:func:`packed_completion_hidden`); else right-padded to the longest row.
+    ``packed_sequences`` (and a body that allows it, :func:`rlvr.learner.forward.attention.packable`) the
+    completions run without padding (:func:`packed_completion_hidden`); else right-padded to the longest row.
     """
     if packed_sequences and packable(body):
         return packed_completion_hidden(body, prompts, prompt_of, targets, token_mask)
     if checkpointing(body):  # the layers would drop the prompts' cache: completions blind to their prompts
         raise TrainingError("model.gradient_checkpointing needs packed completions (train.packed_sequences=true)")
     # index_select, not keys[prompt_of]: its backward is an index_add; advanced indexing's is an
-    # accumulating index_put, 0.8 ms per layer tensor on the CPU (~0.2 s of a default update)
+    # accumulating index_put, slower on the CPU (measurements: docs/results.md, "Measurements moved from docstrings")
     first = prompts.last.index_select(0, prompt_of).unsqueeze(1)  # [n, 1, H]
     steps = targets.shape[1]
     if steps == 1:
@@ -123,11 +123,9 @@ def packed_completion_hidden(body, prompts: PromptStates, prompt_of, targets, to
     row on the padded grid (:func:`rlvr.learner.forward.attention.rows_attention`), each row on its prompt's
     keys/values and then its own tokens, as in the padded pass.
 
-    Measured on the default recipe's update (AMD EPYC Zen 4, 2 threads; one step's batch, the
-    arms alternating in one process, median of 4): at 736 trained tokens 5.60 s packed against
-    6.05 s padded with 8 rows per micro-batch, 5.09 s packed with all 32 rows in one; at 1,205
-    tokens 8.91 against 9.48 s, and 7.82 s with 32 rows (a token budget, ``train.micro_batch_tokens``,
-    keeps such micro-batches bounded). Outputs and gradients equal the padded pass's
+    Faster than the padded pass, more so with more rows per micro-batch (a token budget,
+    ``train.micro_batch_tokens``, keeps such micro-batches bounded); measurements: docs/results.md,
+    "Measurements moved from docstrings". Outputs and gradients equal the padded pass's
     (``tests/test_update.py``).
     """
     n, steps = targets.shape
