@@ -267,11 +267,12 @@ def cmd_recipes(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from rlvr.rewards import REWARDS
+    from rlvr.rewards import GROUP_REWARDS, REWARDS
     from rlvr.tasks import TASKS
 
     print("tasks:   " + ", ".join(TASKS.names()))
     print("rewards: " + ", ".join(REWARDS.names()))
+    print("group rewards: " + ", ".join(GROUP_REWARDS.names()))
     return 0
 
 

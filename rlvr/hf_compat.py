@@ -27,6 +27,7 @@ __all__ = [
     "DynamicLayer",
     "TESTED_RANGE",
     "attention_switchable",
+    "cache_from",
     "cache_kwargs",
     "enable_checkpointing",
     "output_cache",
@@ -69,6 +70,14 @@ def cache_kwargs(model, cache) -> dict:
     it (transformers >= 5.24), else the older ``past_key_values`` (no FutureWarning either way)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT passes it through
     return {_cache_keyword(type(base).forward): cache}
+
+
+def cache_from(keys: list, values: list) -> DynamicCache:
+    """A KV cache holding the given per-layer keys and values ([rows, kv_heads, P, head_dim] each)."""
+    cache = DynamicCache()
+    for layer, (k, v) in enumerate(zip(keys, values, strict=True)):
+        cache.update(k, v, layer)
+    return cache
 
 
 def output_cache(out):

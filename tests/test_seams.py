@@ -174,3 +174,18 @@ def test_the_multi_turn_budget_reaches_the_overlong_reward():
     long = Completion(EXAMPLE, "x", [1], [1] * 256, [0.0] * 256, [1] * 256, "length", [], budget=256)
     assert score([long], None, terms)[1]["overlong"] == [0.0 - 0.0 + (200 - 256) / 56]
     assert ToolsConfig().packages == ["numpy", "sympy"]
+
+
+def test_checkpoints_hold_every_registered_part_and_refuse_a_foreign_one(tiny_config, tmp_path):
+    from rlvr.checkpoint import list_checkpoints
+    from rlvr.errors import TrainingError
+
+    config = tiny_config("train.steps=2", "checkpoint.every=1", "checkpoint.export_final=false")
+    run_dir = train(config, tmp_path / "run", stop_after=1)
+    path = list_checkpoints(run_dir)[-1] / "state.pt"
+    state = torch.load(path, weights_only=False)
+    assert set(state) == {"optimizer", "scheduler", "sampler", "coefficients", "rng", "step"}
+    del state["sampler"]
+    torch.save(state, path)
+    with pytest.raises(TrainingError, match=r"lacks the state of sampler"):
+        train(config, run_dir, resume=True)

@@ -74,13 +74,15 @@ class StepClock(TrainerCallback):
 
 
 def reward_adapter(name: str, fn, examples: list, clock: StepClock):
-    """rlvr's ``fn(text, example)`` as TRL's ``fn(prompts, completions, **columns) -> list[float]``;
-    the dataset's ``example`` column holds each row's index into rlvr's train split."""
+    """rlvr's ``fn(completion, example)`` (hyper-parameters bound) as TRL's ``fn(prompts, completions,
+    **columns) -> list[float]``; the dataset's ``example`` column holds each row's index into rlvr's
+    train split. TRL gives the completion's text only: it is wrapped as a single-turn Completion."""
+    from rlvr.rewards import as_completion
 
     def reward(prompts, completions, example, **_):
         started = time.perf_counter()
         texts = [c[0]["content"] if isinstance(c, list) else c for c in completions]
-        values = [float(fn(text, examples[i])) for text, i in zip(texts, example, strict=True)]
+        values = [float(fn(as_completion(t, examples[i]), examples[i])) for t, i in zip(texts, example, strict=True)]
         clock.reward += time.perf_counter() - started
         return values
 
@@ -139,7 +141,10 @@ def trl_child(spec: dict, channel: Channel) -> None:
     model, tokenizer = load_model(config.model.name, config.model.dtype, seed=seed)
     device = resolve_device(config.train.device)
     clock = StepClock(channel, device)
-    rewards = [reward_adapter(r.name, REWARDS.get(r.name), examples, clock) for r in config.rewards]
+    if any(r.name not in REWARDS for r in config.rewards):
+        raise ConfigError("rlvr bench: TRL's contender takes per-completion rewards only (no group rewards)")
+    rewards = [reward_adapter(r.name, REWARDS.bind(r.name, r.params()), examples, clock) for r in config.rewards]
+    clip = config.algo.policy_loss.params()
     with tempfile.TemporaryDirectory(prefix="rlvr-bench-trl-") as tmp:
         args = GRPOConfig(
             output_dir=tmp,
@@ -154,8 +159,8 @@ def trl_child(spec: dict, channel: Channel) -> None:
             adam_beta2=config.optim.betas[1],
             weight_decay=config.optim.weight_decay,
             max_grad_norm=config.optim.max_grad_norm,
-            epsilon=config.algo.clip_low,
-            epsilon_high=config.algo.clip_high,
+            epsilon=clip.get("clip_low", 0.2),  # the policy loss's own bounds (ppo_clip's defaults otherwise)
+            epsilon_high=clip.get("clip_high", 0.2),
             beta=config.algo.kl_coef,
             num_iterations=config.train.inner_epochs,
             reward_weights=[r.weight for r in config.rewards],

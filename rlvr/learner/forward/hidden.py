@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from rlvr.errors import TrainingError
-from rlvr.hf_compat import DynamicCache, cache_kwargs, output_cache
+from rlvr.hf_compat import cache_from, cache_kwargs, output_cache
 from rlvr.learner.forward.attention import PromptCapture, RowLayout, checkpointing, masked_gqa, packable, row_attention
 
 if TYPE_CHECKING:
@@ -101,9 +101,9 @@ def completion_hidden(
     steps = targets.shape[1]
     if steps == 1:
         return first
-    cache = DynamicCache()
-    for layer, (keys, values) in enumerate(zip(prompts.keys, prompts.values, strict=True)):
-        cache.update(keys.index_select(0, prompt_of), values.index_select(0, prompt_of), layer)
+    cache = cache_from(
+        [k.index_select(0, prompt_of) for k in prompts.keys], [v.index_select(0, prompt_of) for v in prompts.values]
+    )
     prompt_mask = prompts.mask[prompt_of]  # [n, P]
     feed = targets[:, :-1]  # [n, T-1]
     with masked_gqa(feed.device):
