@@ -102,7 +102,13 @@ class ToolsConfig(Section):
     packages: list[str] = ["numpy", "sympy"]  # python: importable in the sandbox if installed (nothing else is)
 
 
-COMPONENT_DEFAULTS = {"advantage": "grpo", "policy_loss": "ppo_clip", "aggregation": "token_mean", "kl_estimator": "k3"}
+COMPONENT_DEFAULTS = {
+    "advantage": "grpo",
+    "policy_loss": "ppo_clip",
+    "aggregation": "token_mean",
+    "kl_estimator": "k3",
+    "entropy_controller": "proportional",
+}
 
 
 class AlgoConfig(Section):
@@ -119,8 +125,7 @@ class AlgoConfig(Section):
     kl_horizon: int = Field(10_000, ge=1)
     entropy_coef: float = Field(0.0, ge=0)  # entropy bonus in the loss
     entropy_target: float | None = Field(None, gt=0)  # adapt entropy_coef to hold entropy here
-    entropy_rate: float = Field(1e-3, gt=0)  # proportional controller's gain
-    entropy_controller: Literal["proportional", "skywork"] = "proportional"  # skywork: fixed steps, bonus below target
+    entropy_controller: Component = Component(name="proportional")  # or skywork: fixed steps, bonus below target
     overlong_cache_tokens: int = Field(0, ge=0)  # shorthand for the `overlong` reward over the last N tokens; 0: off
     tis_cap: float | None = Field(None, gt=0)  # truncated importance sampling of trainer vs rollout log-probs
 
@@ -352,6 +357,7 @@ MOVED = {
         for k in ("cispo_clip_low", "cispo_clip_high")
     },
     "algo.std_eps": "algo.advantage.eps",
+    "algo.entropy_rate": "algo.entropy_controller.rate",
     "algo.pass_k": "algo.advantage.pass_k (with algo.advantage: pass_k)",
     **{f"critic.{k}": f"algo.advantage.{k} (with algo.advantage: gae)" for k in ("gamma", "lam")},
 }
@@ -395,7 +401,7 @@ def _valid_keys(loc: list[str]) -> list[str]:
 def check_plugin_params(config: RunConfig) -> None:
     """Check every registry name and every component's hyper-parameters against its signature, so a
     typo fails at load, not mid-run; fill in the defaults so the resolved config shows them all."""
-    from rlvr.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
+    from rlvr.algos import AGGREGATIONS, ENTROPY_CONTROLLERS, KL_ESTIMATORS, POLICY_LOSSES
     from rlvr.algos.compose import KINDS, advantage_kind
     from rlvr.rewards import load_reward_plugins, reward_registry
     from rlvr.tasks import check_task_params
@@ -405,7 +411,7 @@ def check_plugin_params(config: RunConfig) -> None:
     algo = config.algo
     kind = _named("algo.advantage", lambda: advantage_kind(algo.advantage.name))
     parts = [("advantage", KINDS[kind]), ("policy_loss", POLICY_LOSSES), ("aggregation", AGGREGATIONS),
-             ("kl_estimator", KL_ESTIMATORS)]  # fmt: skip
+             ("kl_estimator", KL_ESTIMATORS), ("entropy_controller", ENTROPY_CONTROLLERS)]  # fmt: skip
     for field, registry in parts:
         spec, key = getattr(algo, field), f"algo.{field}"
         full = _named(key, partial(registry.resolve, spec.name, spec.params(), key))

@@ -18,7 +18,6 @@ import torch
 
 from rlvr import checkpoint as ckpt
 from rlvr.algos.compose import Algorithm, build_algorithm
-from rlvr.algos.entropy import entropy_coef_update, skywork_entropy_coef_update
 from rlvr.algos.kl import adaptive_kl_coef
 from rlvr.checkpoint import Coefficients, RngState, Stateful
 from rlvr.collect import collect
@@ -264,15 +263,8 @@ def adapt_coefficients(run: Run, metrics: dict[str, float], batch_size: int) -> 
             c.kl, metrics["train/kl"], target=algo.kl_target, horizon=algo.kl_horizon, batch_size=batch_size
         )
     if algo.entropy_target is not None and "train/entropy" in metrics:
-        observed = metrics["train/entropy"]
-        if algo.entropy_controller == "skywork":
-            c.entropy_state, c.entropy = skywork_entropy_coef_update(
-                c.entropy_state, observed, target=algo.entropy_target
-            )
-        else:
-            c.entropy_state = c.entropy = entropy_coef_update(
-                c.entropy_state, observed, target=algo.entropy_target, rate=algo.entropy_rate
-            )
+        control = run.algorithm.entropy_controller
+        c.entropy_state, c.entropy = control(c.entropy_state, metrics["train/entropy"], target=algo.entropy_target)
 
 
 def forwarded_tokens(completions: list[Completion], shared_prompt: bool) -> float:

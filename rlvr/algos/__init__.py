@@ -9,7 +9,7 @@ truncated importance weights, DAPO's overlong penalty, and GAE with the clipped 
 from rlvr.algos import advantages_binary, losses_reinforce  # noqa: F401  (they register into the registries)
 from rlvr.algos.advantages import ADVANTAGES
 from rlvr.algos.aggregation import AGGREGATIONS
-from rlvr.algos.entropy import entropy_coef_update, skywork_entropy_coef_update
+from rlvr.algos.entropy import ENTROPY_CONTROLLERS, entropy_coef_update, skywork_entropy_coef_update
 from rlvr.algos.kl import KL_ESTIMATORS, adaptive_kl_coef
 from rlvr.algos.losses import POLICY_LOSSES, truncated_is_weights
 from rlvr.algos.shaping import overlong_penalty
@@ -18,6 +18,7 @@ from rlvr.algos.value import TOKEN_ADVANTAGES, gae, value_loss
 __all__ = [
     "ADVANTAGES",
     "AGGREGATIONS",
+    "ENTROPY_CONTROLLERS",
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
     "TOKEN_ADVANTAGES",

@@ -12,6 +12,7 @@ from difflib import get_close_matches
 
 from rlvr.algos.advantages import ADVANTAGES
 from rlvr.algos.aggregation import AGGREGATIONS
+from rlvr.algos.entropy import ENTROPY_CONTROLLERS
 from rlvr.algos.kl import KL_ESTIMATORS
 from rlvr.algos.losses import POLICY_LOSSES
 from rlvr.algos.value import TOKEN_ADVANTAGES
@@ -42,6 +43,7 @@ class Algorithm:
     policy_loss: Callable  # (logprobs, old_logprobs, advantages, mask) [N, T]
     aggregation: Callable  # (per_token, mask, *, batch_tokens, batch_sequences, max_tokens)
     kl_estimator: Callable  # (logprobs, ref_logprobs) [N, T]
+    entropy_controller: Callable  # (carried, observed, *, target) -> (carried, applied)
 
 
 def build_algorithm(algo) -> Algorithm:
@@ -53,4 +55,7 @@ def build_algorithm(algo) -> Algorithm:
         policy_loss=POLICY_LOSSES.bind(algo.policy_loss.name, algo.policy_loss.params(), "algo.policy_loss"),
         aggregation=AGGREGATIONS.bind(algo.aggregation.name, algo.aggregation.params(), "algo.aggregation"),
         kl_estimator=KL_ESTIMATORS.bind(algo.kl_estimator.name, algo.kl_estimator.params(), "algo.kl_estimator"),
+        entropy_controller=ENTROPY_CONTROLLERS.bind(
+            algo.entropy_controller.name, algo.entropy_controller.params(), "algo.entropy_controller"
+        ),
     )

@@ -4,7 +4,22 @@ The bonus itself is one line in the loss (``-entropy_coef * entropy``, per token
 the policy loss); what needs care is its coefficient. A fixed one either does nothing or makes
 entropy explode; these controllers raise it while entropy is below the target and lower it
 above, once per step, with the step's mean token entropy.
+
+``ENTROPY_CONTROLLERS`` (``algo.entropy_controller``) holds them under one signature::
+
+    fn(carried: float, observed: float, *, target: float, <hyper-parameters>) -> (carried, applied)
+
+``carried`` is the controller's state from step to step, ``applied`` the coefficient the next
+step's loss uses; ``target`` is ``algo.entropy_target``.
 """
+
+from typing import Annotated
+
+from pydantic import Field
+
+from rlvr.registry import Registry
+
+ENTROPY_CONTROLLERS: Registry = Registry("entropy controller", context=("target",))
 
 
 def entropy_coef_update(
@@ -48,3 +63,34 @@ def skywork_entropy_coef_update(
     below = observed_entropy < target
     coef = min(max(coef + delta if below else coef - delta, min_coef), max_coef)
     return coef, coef if below else 0.0
+
+
+@ENTROPY_CONTROLLERS.register("proportional")
+def proportional_controller(
+    carried: float,
+    observed: float,
+    *,
+    target: float,
+    rate: Annotated[float, Field(gt=0)] = 1e-3,
+    min_coef: Annotated[float, Field(ge=0)] = 0.0,
+    max_coef: Annotated[float, Field(gt=0)] = 1.0,
+) -> tuple[float, float]:
+    """:func:`entropy_coef_update`; the coefficient it carries is the one applied."""
+    coef = entropy_coef_update(carried, observed, target=target, rate=rate, min_coef=min_coef, max_coef=max_coef)
+    return coef, coef
+
+
+@ENTROPY_CONTROLLERS.register("skywork")
+def skywork_controller(
+    carried: float,
+    observed: float,
+    *,
+    target: float,
+    delta: Annotated[float, Field(gt=0)] = 1e-4,
+    min_coef: Annotated[float, Field(ge=0)] = 0.0,
+    max_coef: Annotated[float, Field(gt=0)] = 5e-3,
+) -> tuple[float, float]:
+    """:func:`skywork_entropy_coef_update` (Skywork-OR1's fixed steps, the bonus only below target)."""
+    return skywork_entropy_coef_update(
+        carried, observed, target=target, delta=delta, min_coef=min_coef, max_coef=max_coef
+    )
