@@ -140,13 +140,18 @@ def cmd_train(args) -> int:
     if args.resume:
         import yaml
 
-        from rlvr.config import apply_overrides
+        from rlvr.config import apply_overrides, upgrade_saved
 
         saved = Path(args.resume) / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"nothing to resume: {saved} not found")
-        raw = yaml.safe_load(saved.read_text())
-        apply_overrides(raw, ([recipe] if recipe else []) + overrides)
+        if recipe is not None:
+            raise ConfigError(
+                f"--resume continues {args.resume} with its own config.yaml: drop the recipe {recipe!r} "
+                "(key=value overrides still apply)"
+            )
+        raw = upgrade_saved(yaml.safe_load(saved.read_text()))
+        apply_overrides(raw, overrides)
         config = validate(raw, source=str(saved))
         run_dir = train(config, Path(args.resume), resume=True)
     else:
@@ -164,14 +169,14 @@ def eval_config(model: str | None, recipe: str | None, overrides: list[str]):
     the model is the config's ``model.name`` (so ``rlvr eval model.name=X`` evaluates X)."""
     import yaml
 
-    from rlvr.config import apply_overrides, load_config, validate
+    from rlvr.config import apply_overrides, load_config, upgrade_saved, validate
 
     path = Path(model) if model else None
     saved = None
     if path is not None and (is_run_checkpoint(str(path)) or (path / "final").is_dir()):
         saved = path / "config.yaml"
     if saved is not None and recipe is None and saved.is_file():
-        raw = yaml.safe_load(saved.read_text())
+        raw = upgrade_saved(yaml.safe_load(saved.read_text()))
         apply_overrides(raw, overrides)
         config = validate(raw, source=str(saved))
     else:

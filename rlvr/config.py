@@ -22,7 +22,7 @@ DEFAULT_RECIPE = "grpo"
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, ser_json_inf_nan="constants")
 
 
 class ModelConfig(Section):
@@ -50,7 +50,7 @@ class Component(BaseModel):
     against the function's signature at load (:meth:`rlvr.registry.Registry.resolve`). A bare
     string is the name with the function's defaults: ``algo.policy_loss: gspo``."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")  # .inf stays .inf in config.yaml
     name: str
 
     @model_validator(mode="before")
@@ -305,22 +305,23 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
         apply_override(raw, override)
 
 
+def component_defaults() -> dict[str, str]:
+    """Dotted key -> default name of every component section of the schema (``task``, ``algo.*``)."""
+    return {"task": TaskConfig().name, **{f"algo.{k}": v for k, v in COMPONENT_DEFAULTS.items()}}
+
+
 def _renames_component(raw: dict[str, Any], override: str) -> bool:
     key, _, text = override.partition("=")
-    if key.endswith(".name"):
-        return True
-    node: Any = raw
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    named = (isinstance(node, dict) and "name" in node) or isinstance(node, str)  # a component, maybe by name
-    return named and "{" not in text
+    target = key.removesuffix(".name")
+    return target in component_defaults() and (key.endswith(".name") or "{" not in text)
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
     """Set ``a.b.c=value`` in the raw tree; the value is parsed as YAML (``3``, ``true``, ``[a, b]``).
 
-    Setting a component's name (``task.name=countdown``, ``algo.policy_loss=gspo``) to a new one
-    replaces the component: its old keys belonged to the old function."""
+    Setting a component's name (``task.name=countdown``, ``algo.policy_loss=gspo``) to another one
+    replaces the component: its old keys belonged to the old function (a component written
+    without ``name`` is its default one). Other sections (``model.name``) are set as they are."""
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {override!r} is not of the form key=value")
@@ -328,39 +329,88 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         value = yaml.safe_load(text) if text else ""
     except yaml.YAMLError:
         value = text
+    components = component_defaults()
+    target = key.removesuffix(".name")
+    if target in components and isinstance(value, str):
+        parent, _, field = target.rpartition(".")
+        node = _section(raw, parent.split(".") if parent else [], key)
+        current = node.get(field)
+        name = current if isinstance(current, str) else (current or {}).get("name", components[target])
+        if name != value or not isinstance(current, dict):
+            node[field] = {"name": value}
+        return
     node = raw
     parts = key.split(".")
-    for depth, part in enumerate(parts[:-1]):
+    node = _section(raw, parts[:-1], key)
+    node[parts[-1]] = value
+
+
+def _section(raw: dict[str, Any], parts: list[str], key: str) -> dict[str, Any]:
+    """The mapping at ``parts`` (made if missing; a component given by its name alone becomes ``{name: ...}``)."""
+    node = raw
+    for depth, part in enumerate(parts):
         child = node.get(part)
         if child is None:
             child = node[part] = {}
-        if isinstance(child, str) and depth == len(parts) - 2:  # a component given by name only
+        if isinstance(child, str) and ".".join(parts[: depth + 1]) in component_defaults():
             child = node[part] = {"name": child}
         if not isinstance(child, dict):
             raise ConfigError(f"override {key}: {'.'.join(parts[: depth + 1])} is not a section")
         node = child
-    last = parts[-1]
-    if last == "name" and node.get("name") not in (None, value) and len(parts) > 1:
-        node.clear()  # a different component: start from its defaults
-    elif isinstance(node.get(last), dict) and "name" in node[last] and isinstance(value, str):
-        if node[last]["name"] != value:
-            node[last] = value
-        return
-    node[last] = value
+    return node
 
 
-# Keys that moved into the component that declares them: the one-line error says where.
+# Keys that moved (into the component that declares them, or renamed): the one-line error says where.
 MOVED = {
-    **{f"algo.{k}": f"algo.policy_loss.{k}" for k in ("clip_low", "clip_high", "dual_clip_c")},
+    **{f"algo.{k}": f"is now the policy loss's own key: set algo.policy_loss.{k}" for k in ("clip_low", "clip_high")},
+    "algo.dual_clip_c": "is now dual_clip's own key: set algo.policy_loss.dual_clip_c (with policy_loss dual_clip)",
     **{
-        f"algo.{k}": f"algo.policy_loss.{k} (with algo.policy_loss: cispo)"
+        f"algo.{k}": f"is now cispo's own key: set algo.policy_loss.{k} (with algo.policy_loss: cispo)"
         for k in ("cispo_clip_low", "cispo_clip_high")
+    },  # fmt: skip
+    "algo.std_eps": "is now the advantage estimator's own key: set algo.advantage.eps",
+    "algo.pass_k": "is now pass_k's own key: set algo.advantage.pass_k (with algo.advantage: pass_k)",
+    "algo.entropy_rate": "is now the entropy controller's own key: set algo.entropy_controller.rate",
+    **{
+        f"critic.{k}": f"is now GAE's own key: set algo.advantage.{k} (with algo.advantage: gae)"
+        for k in ("gamma", "lam")
     },
-    "algo.std_eps": "algo.advantage.eps",
-    "algo.entropy_rate": "algo.entropy_controller.rate",
-    "algo.pass_k": "algo.advantage.pass_k (with algo.advantage: pass_k)",
-    **{f"critic.{k}": f"algo.advantage.{k} (with algo.advantage: gae)" for k in ("gamma", "lam")},
+    "rollout.packed_weights": "was renamed rollout.onednn_weights",
 }
+
+
+def upgrade_saved(raw: dict[str, Any]) -> dict[str, Any]:
+    """A ``config.yaml`` written by rlvr before components declared their own keys, in today's form,
+    with the same meaning: every flat ``algo.*`` key went to every function that declared it, so
+    each moves into the components that declare it (and only those). Used on a run's saved config
+    (``--resume``, ``rlvr eval --model RUN_DIR``); a hand-written recipe with old keys gets
+    the one-line error of :data:`MOVED` instead."""
+    from rlvr.algos.compose import KINDS, advantage_kind
+    from rlvr.algos.entropy import ENTROPY_CONTROLLERS
+    from rlvr.algos.losses import POLICY_LOSSES
+
+    algo, critic, rollout = raw.get("algo") or {}, raw.get("critic") or {}, raw.get("rollout") or {}
+    old = {k: algo.pop(k) for k in ("clip_low", "clip_high", "dual_clip_c", "cispo_clip_low", "cispo_clip_high",
+                                     "std_eps", "pass_k", "entropy_rate") if k in algo}  # fmt: skip
+    old |= {k: critic.pop(k) for k in ("gamma", "lam") if k in critic}
+    if "packed_weights" in rollout:
+        rollout.setdefault("onednn_weights", rollout.pop("packed_weights"))
+    if not old:
+        return raw
+    old["eps"], old["rate"] = old.pop("std_eps", None), old.pop("entropy_rate", None)
+    for field, registry in (
+        ("policy_loss", POLICY_LOSSES),
+        ("advantage", None),
+        ("entropy_controller", ENTROPY_CONTROLLERS),
+    ):
+        spec = algo.get(field, COMPONENT_DEFAULTS[field])
+        spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+        reg = registry or KINDS[advantage_kind(spec["name"])]
+        declared = reg.hparams(spec["name"]) if spec["name"] in reg else {}
+        spec |= {k: v for k, v in old.items() if k in declared and v is not None and k not in spec}
+        algo[field] = spec
+    raw["algo"], raw["critic"] = algo, critic
+    return raw
 
 
 def _describe(err: ValidationError) -> str:
@@ -368,7 +418,7 @@ def _describe(err: ValidationError) -> str:
     loc = [str(part) for part in first["loc"]]
     key = ".".join(loc) or "config"
     if first["type"] == "extra_forbidden" and key in MOVED:
-        return f"{key} is now a hyper-parameter of its component: set {MOVED[key]}"
+        return f"{key} {MOVED[key]}"
     if first["type"] == "extra_forbidden":
         valid = _valid_keys(loc[:-1])
         close = get_close_matches(loc[-1], valid, n=3, cutoff=0.5)
@@ -414,7 +464,8 @@ def check_plugin_params(config: RunConfig) -> None:
              ("kl_estimator", KL_ESTIMATORS), ("entropy_controller", ENTROPY_CONTROLLERS)]  # fmt: skip
     for field, registry in parts:
         spec, key = getattr(algo, field), f"algo.{field}"
-        full = _named(key, partial(registry.resolve, spec.name, spec.params(), key))
+        _named(key, partial(registry.get, spec.name))
+        full = registry.resolve(spec.name, spec.params(), key)
         setattr(algo, field, Component(name=spec.name, **full))
     for i, spec in enumerate(config.rewards):
         registry = _named(f"rewards[{i}].name", partial(reward_registry, spec.name))
@@ -460,15 +511,11 @@ def _check_advantage(config: RunConfig, kind: str) -> None:
             ) from None
     if KINDS[kind].traits(name).get("binary_rewards"):
         shaped = [f"{r.name} x {r.weight:g}" for r in config.rewards]
-        if (
-            len(config.rewards) != 1
-            or config.rewards[0].weight != 1.0
-            or algo.overlong_cache_tokens
-            or (config.tools.cost != "none")
-        ):
+        shaping = algo.overlong_cache_tokens or config.tools.cost != "none" or (algo.kl_in_reward and algo.kl_coef > 0)
+        if len(config.rewards) != 1 or config.rewards[0].weight != 1.0 or shaping:
             raise ConfigError(
                 f"algo.advantage={name} needs 0/1 rewards: one reward with weight 1 and no "
-                f"overlong or tool-cost shaping (got {' + '.join(shaped)})"
+                f"overlong, tool-cost or KL-in-reward shaping (got {' + '.join(shaped)})"
             )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from math import comb
 
-from rlvr.rewards import REWARDS
+from rlvr.rewards import REWARDS, call_reward
 from rlvr.rollout import RolloutEngine, SamplingParams, generate
 from rlvr.types import Example
 
@@ -63,7 +63,7 @@ def evaluate(
     for example, group in zip(examples, groups, strict=True):
         correct = 0
         for completion in group:
-            ok = check(completion, example) >= 1.0
+            ok = call_reward(getattr(check, "name", "verifier"), check, completion, example) >= 1.0
             correct += ok
             lengths.append(len(completion.token_ids))
             truncated.append(completion.finish_reason == "length")

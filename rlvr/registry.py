@@ -65,7 +65,13 @@ class Registry(Generic[F]):
 
     def hparams(self, name: str) -> dict[str, inspect.Parameter]:
         """The hyper-parameters ``name`` declares: its keyword-only parameters that are not context."""
-        params = inspect.signature(self.get(name)).parameters.values()
+        fn = self.get(name)
+        try:  # string annotations (a plugin with ``from __future__ import annotations``) evaluated
+            params = inspect.signature(fn, eval_str=True).parameters.values()
+        except (NameError, TypeError, SyntaxError) as err:
+            raise ConfigError(
+                f"{self.kind} {name!r}: its signature's annotations cannot be evaluated ({err})"
+            ) from None
         return {p.name: p for p in params if p.kind is p.KEYWORD_ONLY and p.name not in self.context}
 
     def resolve(self, name: str, params: dict[str, Any], key: str) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def test_truncated_importance_sampling_logs_weights(tiny_config, tmp_path):
         ),
         (["algo.advantage.pass_k=2"], r"unknown key 'algo.advantage.pass_k' for advantage estimator 'grpo'"),
         (["algo.policy_loss.clip=0.3"], r"'algo.policy_loss.clip' .* Did you mean clip_low, clip_high\?"),
-        (["algo.clip_high=0.28"], r"algo.clip_high is now a hyper-parameter of its component: set algo.policy_loss"),
+        (["algo.clip_high=0.28"], r"algo.clip_high is now the policy loss.s own key: set algo.policy_loss.clip_high"),
         (["critic.gamma=0.9"], r"set algo.advantage.gamma \(with algo.advantage: gae\)"),
         (["rewards=[{name: math, strict: true}]"], r"unknown key 'rewards\[0\].strict' for reward 'math'"),
         (["algo.kl_target=0.1"], r"algo.kl_target adapts algo.kl_coef, which is 0"),

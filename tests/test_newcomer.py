@@ -119,3 +119,88 @@ def test_a_built_wheel_carries_the_recipes(tmp_path):
     first, *recipes = listing.stdout.splitlines()
     assert first.startswith(str(site))  # the wheel's copy, not the source tree's
     assert {line.split()[0] for line in recipes} >= {"grpo", "dapo", "tir", "search", "ppo"}
+
+
+# ---------------------------------------------------------------- found in review
+
+
+def test_model_name_override_keeps_the_model_section():
+    config = load_config(None, ["model.lora_rank=8", "model.name=tiny-random", "model.dtype=bfloat16"])
+    assert (config.model.name, config.model.lora_rank, config.model.dtype) == ("tiny-random", 8, "bfloat16")
+
+
+def test_a_component_written_without_its_name_is_its_default_one(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("algo:\n  policy_loss: {clip_high: 0.28}\ntask: {digits: 2}\n")
+    assert load_config(str(recipe)).algo.policy_loss.params() == {"clip_low": 0.2, "clip_high": 0.28}
+    renamed = load_config(str(recipe), ["algo.policy_loss.name=gspo", "task.name=countdown"])
+    assert renamed.algo.policy_loss.params() == {"clip_low": 3e-4, "clip_high": 4e-4}
+    assert renamed.task.params() == {}
+    kept = load_config(None, ["algo.policy_loss.clip_high=0.3", "algo.policy_loss=ppo_clip"])
+    assert kept.algo.policy_loss.params()["clip_high"] == 0.3
+
+
+def test_infinite_hyper_parameters_survive_the_saved_config():
+    import yaml
+
+    from rlvr.config import to_yaml, validate
+
+    config = load_config(None, ["algo.policy_loss.clip_high=.inf"])
+    again = validate(yaml.safe_load(to_yaml(config)))
+    assert again.algo.policy_loss.params()["clip_high"] == float("inf")
+
+
+def test_a_run_saved_before_components_had_their_own_keys_resumes(capsys, tiny_config, tmp_path):
+    import yaml
+
+    run_dir = train(tiny_config("train.steps=2", "checkpoint.every=1", "checkpoint.export_final=false"),
+                    tmp_path / "run", stop_after=1)  # fmt: skip
+    raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+    algo = raw["algo"]  # the flat layout of earlier versions: every key at algo level
+    loss, adv, ent = algo.pop("policy_loss"), algo.pop("advantage"), algo.pop("entropy_controller")
+    algo |= {"policy_loss": loss["name"], "clip_low": loss["clip_low"], "clip_high": 0.25, "std_eps": 1e-3,
+             "advantage": adv["name"], "entropy_controller": ent["name"], "entropy_rate": 0.002,
+             "dual_clip_c": 3.0, "cispo_clip_low": 1.0, "cispo_clip_high": 0.28, "pass_k": 4}  # fmt: skip
+    raw["algo"] = algo
+    raw["rollout"]["packed_weights"] = raw["rollout"].pop("onednn_weights")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(raw))
+    code, _, err = run(capsys, "train", "--resume", str(run_dir))
+    assert code == 0, err
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())["algo"]
+    assert saved["policy_loss"] == {"name": "ppo_clip", "clip_low": 0.2, "clip_high": 0.25}
+    assert saved["advantage"] == {"name": "grpo", "eps": 1e-3}
+    assert saved["entropy_controller"]["rate"] == 0.002
+    code, _, err = run(capsys, "train", "grpo", "--resume", str(run_dir))
+    assert code == 2 and "drop the recipe 'grpo'" in err
+
+
+def test_eps_zero_is_refused_and_a_future_annotations_plugin_loads(tmp_path):
+    from rlvr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"algo.advantage.eps=0: Input should be greater than 0"):
+        load_config(None, ["algo.advantage.eps=0"])
+    plugin = tmp_path / "future_reward.py"
+    plugin.write_text(
+        "from __future__ import annotations\nfrom typing import Annotated\nfrom pydantic import Field\n"
+        "from rlvr.rewards import REWARDS\n\n@REWARDS.register('short_future')\n"
+        "def short(completion, example, *, chars: Annotated[int, Field(ge=1)] = 5) -> float:\n"
+        "    return float(len(completion.response) < chars)\n"
+    )
+    config = load_config(None, [f"plugins=[{plugin}]", "rewards=[{name: short_future, chars: 3}]"])
+    assert config.rewards[0].params() == {"chars": 3}
+
+
+def test_a_verifier_that_raises_in_eval_names_the_sample():
+    from rlvr.errors import RewardError
+    from rlvr.evaluate import evaluate
+    from rlvr.rollout import SamplingParams, make_engine
+
+    model, tokenizer = load_model("tiny-random")
+    examples = make_task("arithmetic", digits=1).split("eval")[:2]
+
+    def broken(completion, example):
+        raise KeyError("numbers")
+
+    engine = make_engine("fast", model, tokenizer, 8)
+    with pytest.raises(RewardError, match=r"raised KeyError: 'numbers' on example 'arith-eval-"):
+        evaluate(engine, examples, broken, SamplingParams(max_new_tokens=2, temperature=0.0, return_logprobs=False))

@@ -26,7 +26,7 @@ from rlvr.registry import Registry
 
 ADVANTAGES: Registry = Registry("advantage estimator")
 AGREE_TOL = 1e-9  # rewards of a group closer than this (max - min) count as equal: zero advantage
-Eps = Annotated[float, Field(ge=0)]
+Eps = Annotated[float, Field(gt=0)]  # 0 would divide an agreeing group's zeros by zero
 
 
 def agreeing(rewards: torch.Tensor) -> torch.Tensor:

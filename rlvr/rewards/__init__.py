@@ -138,10 +138,12 @@ def score(
     components: dict[str, list[float]] = {}
     for term in terms:
         if not term.per_group:
-            components[term.name] = [_call(term.name, term.fn, c, ex) for c, ex in zip(items, examples, strict=True)]
+            components[term.name] = [
+                call_reward(term.name, term.fn, c, ex) for c, ex in zip(items, examples, strict=True)
+            ]
     if verifier is not None and verifier not in components:
         check = REWARDS.bind(verifier)
-        components[verifier] = [_call(verifier, check, c, ex) for c, ex in zip(items, examples, strict=True)]
+        components[verifier] = [call_reward(verifier, check, c, ex) for c, ex in zip(items, examples, strict=True)]
     for term in terms:
         if term.per_group:
             components[term.name] = _group_values(term, items, components, verifier, group_size)
@@ -171,7 +173,8 @@ def _group_values(term: RewardTerm, items: list[Completion], components, verifie
     return values
 
 
-def _call(name: str, fn: RewardFn, completion: Completion, example: Example) -> float:
+def call_reward(name: str, fn: RewardFn, completion: Completion, example: Example) -> float:
+    """``fn(completion, example)`` as a float; a raise or a non-number is a RewardError naming the sample."""
     where = f"on example {example.id!r}, completion {completion.response[:200]!r}"
     try:
         value = fn(completion, example)
@@ -239,6 +242,7 @@ __all__ = [
     "RewardFn",
     "RewardTerm",
     "answers_match",
+    "call_reward",
     "extract_answer",
     "load_reward_plugins",
     "model_text",

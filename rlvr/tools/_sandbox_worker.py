@@ -324,11 +324,12 @@ def _stub_process_spawning() -> None:
     _posixsubprocess.fork_exec = fork_exec
 
 
-def _install_audit_hook(workdir: str, readable: list[str] | None = None) -> None:
+def _install_audit_hook(workdir: str, readable: list[str] | None = None, import_path: list[str] = ()) -> None:
     """Refuse, at the Python level, what a cell has no business doing.
 
-    Blocked: creating processes (``os.fork``/``forkpty``/``system``/``exec*``/``posix_spawn``/``spawn*``,
-    ``subprocess.Popen``); signals to other processes (``os.kill`` of another pid, ``os.killpg``,
+    Blocked: changing directory (``os.chdir``, ``os.fchdir``); listing or reading files outside the
+    visible paths (``readable``) and the working directory; creating processes
+    (``os.fork``/``forkpty``/``system``/``exec*``/``posix_spawn``/``spawn*``, ``subprocess.Popen``); signals to other processes (``os.kill`` of another pid, ``os.killpg``,
     ``signal.pthread_kill``); sockets (every ``socket.*`` event but ``gethostname``); every ``ctypes.*``
     event and a re-import of ``_ctypes`` (see :func:`_neuter_ctypes`); ``gc`` walks that could
     find this hook's closure; building code objects by hand; opening for writing, creating, removing,
@@ -391,6 +392,7 @@ def _install_audit_hook(workdir: str, readable: list[str] | None = None) -> None
 
     home = resolve(workdir)
     roots = tuple(resolve(p) for p in readable) if readable is not None else None
+    listable = frozenset(resolve(p) for p in import_path)
     own_proc = ("/proc/self", f"/proc/{pid}", "/proc/thread-self")
 
     def check_readable(path) -> None:
@@ -439,6 +441,13 @@ def _install_audit_hook(workdir: str, readable: list[str] | None = None) -> None
             for i in path_args[event]:
                 if i < len(args):
                     check_inside(event, args[i])
+        elif event == "os.chdir" or event == "os.fchdir":
+            # the hook resolves relative paths against the cwd, the kernel against a dir_fd: a cell that
+            # moved its cwd away from the fd's folder could make the two disagree, so it stays put
+            raise denied("sandbox: changing the working directory is not allowed")
+        elif event == "os.listdir" or event == "os.scandir":  # the import path's folders list (imports need it)
+            if args and args[0] is not None and (type_(args[0]) is int_ or resolve(args[0]) not in listable):
+                check_readable(args[0])
 
     sys.addaudithook(hook)
 
@@ -578,7 +587,7 @@ def main() -> None:
         _neuter_ctypes()
         _stub_process_spawning()
         if config["audit_hook"]:
-            _install_audit_hook(config["workdir"], config.get("visible"))
+            _install_audit_hook(config["workdir"], config.get("visible"), config["sys_path"])
     except Exception as exc:  # reported to the parent, which raises
         _send(replies, FAILED, f"{type(exc).__name__}: {exc}".encode())
         os._exit(FAILED_EXIT)

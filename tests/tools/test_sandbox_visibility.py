@@ -95,3 +95,21 @@ def test_a_task_can_declare_fewer_packages():
     with PythonSandbox(SandboxLimits(timeout_s=10.0, packages=())) as box:
         assert "ModuleNotFoundError" in box.run("import numpy").output
         assert box.run("import fractions; print(fractions.Fraction(1, 3))").output == "1/3\n"
+
+
+def test_a_dir_fd_relative_to_a_moved_cwd_does_not_reach_the_project(sandbox):
+    """Resolving against the cwd while the kernel resolves against a dir_fd: the cwd cannot move."""
+    target = Path(rlvr.__file__).resolve()
+    ups = "../" * (len(Path(sandbox_workdir(sandbox)).parts) - 1)
+    code = (
+        "import os\nos.makedirs('a/b/c', exist_ok=True)\nfd = os.open('.', os.O_RDONLY)\n"
+        "try:\n    os.chdir('a/b/c')\nexcept PermissionError as e:\n    print('chdir refused')\n"
+        f"print(os.read(os.open({ups + str(target).lstrip('/')!r}, os.O_RDONLY, dir_fd=fd), 40))"
+    )
+    result = sandbox.run(code)
+    assert not result.ok and "b'" not in result.output  # os.read never returned the file's bytes
+
+
+def sandbox_workdir(box: PythonSandbox) -> str:
+    box.start()
+    return box._worker.workdir
