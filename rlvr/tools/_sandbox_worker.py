@@ -330,8 +330,8 @@ def _install_audit_hook(workdir: str, readable: list[str] | None = None, import_
     Blocked: changing directory (``os.chdir``, ``os.fchdir``); listing or reading files outside the
     visible paths (``readable``) and the working directory; creating processes
     (``os.fork``/``forkpty``/``system``/``exec*``/``posix_spawn``/``spawn*``, ``subprocess.Popen``); signals
-    to other processes (``os.kill`` of another pid, ``os.killpg``, ``signal.pthread_kill``); sockets (every ``socket.*`` event but ``gethostname``); every ``ctypes.*``
-    event and a re-import of ``_ctypes`` (see :func:`_neuter_ctypes`); ``gc`` walks that could
+    to other processes (``os.kill`` of another pid, ``os.killpg``, ``signal.pthread_kill``); sockets (every
+    ``socket.*`` event but ``gethostname``); every ``ctypes.*`` event and a re-import of ``_ctypes`` (see :func:`_neuter_ctypes`); ``gc`` walks that could
     find this hook's closure; building code objects by hand; opening for writing, creating, removing,
     renaming, linking or changing files outside the working directory (``/dev/null`` aside); reading other
     processes' ``/proc/<pid>`` files (their environment).
