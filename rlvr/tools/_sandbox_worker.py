@@ -327,14 +327,14 @@ def _stub_process_spawning() -> None:
 def _install_audit_hook(workdir: str, readable: list[str] | None = None, import_path: list[str] = ()) -> None:
     """Refuse, at the Python level, what a cell has no business doing.
 
-    Blocked: changing directory (``os.chdir``, ``os.fchdir``); listing or reading files outside the
-    visible paths (``readable``) and the working directory; creating processes
-    (``os.fork``/``forkpty``/``system``/``exec*``/``posix_spawn``/``spawn*``, ``subprocess.Popen``); signals
-    to other processes (``os.kill`` of another pid, ``os.killpg``, ``signal.pthread_kill``); sockets (every
-    ``socket.*`` event but ``gethostname``); every ``ctypes.*`` event and a re-import of ``_ctypes`` (see :func:`_neuter_ctypes`); ``gc`` walks that could
-    find this hook's closure; building code objects by hand; opening for writing, creating, removing,
-    renaming, linking or changing files outside the working directory (``/dev/null`` aside); reading other
-    processes' ``/proc/<pid>`` files (their environment).
+    Blocked: changing directory (``os.chdir``, ``os.fchdir``); listing or reading files outside the visible
+    paths (``readable``) and the working directory; creating processes
+    (``os.fork``/``forkpty``/``system``/``exec*``/``posix_spawn``/``spawn*``, ``subprocess.Popen``); signals to
+    other processes (``os.kill`` of another pid, ``os.killpg``, ``signal.pthread_kill``); sockets (every
+    ``socket.*`` event but ``gethostname``); every ``ctypes.*`` event and a re-import of ``_ctypes`` (see
+    :func:`_neuter_ctypes`); ``gc`` walks that could find this hook's closure; building code objects by hand;
+    opening for writing, creating, removing, renaming, linking or changing files outside the working directory
+    (``/dev/null`` aside); reading other processes' ``/proc/<pid>`` files (their environment).
 
     A hook cannot be removed, and everything it uses is bound in its closure, so rebinding ``os.path`` or a
     builtin does not change it. It is still NOT a security boundary: a C extension, crafted bytecode
