@@ -65,7 +65,7 @@ class Component(BaseModel):
 class RewardSpec(Component):
     """One term of the reward mix: ``{name: math, weight: 1.0}`` plus the reward's own hyper-parameters."""
 
-    weight: float = 1.0
+    weight: float = Field(1.0, allow_inf_nan=False)
 
     def params(self) -> dict[str, Any]:
         return {k: v for k, v in (self.model_extra or {}).items()}
@@ -425,6 +425,8 @@ def _describe(err: ValidationError) -> str:
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         return f"unknown key {key!r}.{hint} Valid keys here: {', '.join(valid)}"
     value = first.get("input")
+    if first["type"] == "missing":
+        return f"{key} is required"
     if first["type"] == "value_error":
         return first["msg"].removeprefix("Value error, ")
     expected = first["msg"]
@@ -454,9 +456,10 @@ def check_plugin_params(config: RunConfig) -> None:
     from rlvr.algos import AGGREGATIONS, ENTROPY_CONTROLLERS, KL_ESTIMATORS, POLICY_LOSSES
     from rlvr.algos.compose import KINDS, advantage_kind
     from rlvr.rewards import load_reward_plugins, reward_registry
-    from rlvr.tasks import check_task_params
+    from rlvr.tasks import TASKS, check_task_params
 
     load_reward_plugins(config.plugins)
+    _named("task.name", partial(TASKS.get, config.task.name))
     check_task_params(config.task.name, config.task.params())
     algo = config.algo
     kind = _named("algo.advantage", lambda: advantage_kind(algo.advantage.name))
