@@ -98,3 +98,26 @@ def test_float32_head_runs_on_onednn_weights_with_the_autograd_numbers(monkeypat
     plain = run(lambda h: checkpointed_logprobs(head, h, targets, 0.8, 0, entropy_grad=True))
     for a, b in zip(fused, plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_bfloat16_head_backpropagates_with_fp32_accumulation():
+    """A bf16 model's head used to crash in the backward (fp32 grad buffer += bf16 product)."""
+    torch.manual_seed(0)
+    hidden = torch.randn(12, 8, dtype=torch.bfloat16, requires_grad=True)
+    weight = torch.randn(50, 8, dtype=torch.bfloat16, requires_grad=True)
+    targets = torch.randint(0, 50, (12,))
+    chosen, _ = FusedLogprobHead.apply(hidden, weight, targets, 1.0, 5, False)
+    chosen.sum().backward()
+    h64, w64 = hidden.detach().double().requires_grad_(), weight.detach().double().requires_grad_()
+    torch.log_softmax(h64 @ w64.t(), dim=-1).gather(1, targets.unsqueeze(1)).sum().backward()
+    assert weight.grad.dtype == torch.bfloat16 and hidden.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(weight.grad.double(), w64.grad, atol=0.05, rtol=0.05)
+    torch.testing.assert_close(hidden.grad.double(), h64.grad, atol=0.05, rtol=0.05)
+
+
+def test_a_bfloat16_tiny_run_trains(tiny_config, tmp_path):
+    from rlvr.trainer import train
+
+    run_dir = train(tiny_config("model.dtype=bfloat16", "train.steps=2", "checkpoint.export_final=false"), tmp_path)
+    rows = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert sum('"train/reward"' in row for row in rows) == 2

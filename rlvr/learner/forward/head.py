@@ -129,7 +129,8 @@ class FusedLogprobHead(torch.autograd.Function):
             if grad_hidden is not None:
                 grad_hidden[rows] = grad_logits @ weight
             if grad_weight is not None:
-                grad_weight.addmm_(grad_logits.t(), h.to(grad_logits.dtype))
+                # accumulated in fp32 for a bf16/fp16 weight (grad_weight is in the accumulation dtype)
+                grad_weight.addmm_(grad_logits.t().to(grad_weight.dtype), h.to(grad_weight.dtype))
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
         ctx.packed = None
