@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"rlvr: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `rlvr recipes | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("rlvr: interrupted; resume with --resume RUN_DIR from the last checkpoint", file=sys.stderr)
         return 130
