@@ -48,7 +48,7 @@ def tool_metrics(completions: list[Completion]) -> dict[str, float]:
     """What ZeroTIR tracks per step: how many responses call a tool, how often, how often calls
     fail, and how many turns episodes take."""
     n = max(len(completions), 1)
-    calls = [sum(t.tool is not None for t in c.turns) for c in completions]
+    calls = [c.tool_calls for c in completions]
     errors = sum(sum(t.error is not None for t in c.turns) for c in completions)
     return {
         "tool/call_rate": sum(k > 0 for k in calls) / n,
