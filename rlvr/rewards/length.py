@@ -7,14 +7,16 @@ verifier's score of each completion of the group (``correct``, 1.0 meaning right
 
 - ``length_target`` (L1-Exact) and ``length_target_max`` (L1-Max): a target length per example;
 - ``cosine_length``: correct answers earn more when short, wrong ones are punished less when long;
-- ``kimi_length``: the group-relative length reward of Kimi k1.5.
+- ``kimi_length``: the group-relative length reward of Kimi k1.5;
+- ``laser``: LASER's step reward around a target length, with LASER-D's difficulty buckets when
+  per-bucket targets are given.
 
-Not here yet (issue 17): LASER / LASER-D step rewards with an adaptive target, ConciseR's
-correct-only stage, budgeted rollouts, think/no-think.
+Not here yet (issue 17): LASER-D's dynamic targets (re-chosen from a monitoring set during
+training), ConciseR's correct-only stage, budgeted rollouts, think/no-think.
 """
 
 import math
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -130,4 +132,49 @@ def kimi_length(completions: list[Completion], correct: list[float]) -> list[flo
     for length, score in zip(lengths, correct, strict=True):
         lam = 0.5 - (length - shortest) / (longest - shortest)
         out.append(lam if score >= 1.0 else min(0.0, lam))
+    return out
+
+
+@GROUP_REWARDS.register("laser")
+def laser(
+    completions: list[Completion],
+    correct: list[float],
+    *,
+    target: Annotated[int, Field(ge=1)],
+    bonus: Annotated[float, Field(gt=0)] = 0.5,
+    mode: Literal["reward", "penalty", "hybrid"] = "reward",
+    target_easy: Annotated[int, Field(ge=1)] | None = None,
+    target_medium: Annotated[int, Field(ge=1)] | None = None,
+) -> list[float]:
+    """LASER, length-based step reward (Liu et al. 2025, "Learn to Reason Efficiently with Adaptive
+    Length-based Reward Shaping", arXiv 2505.15612), as in the authors' code (hkust-nlp/Laser): for a
+    correct response of length L and target length L_T,
+
+        reward:  +bonus if L <= L_T, else 0
+        penalty: -bonus if L >  L_T, else 0
+        hybrid:  +bonus if L <= L_T, else -bonus
+
+    and 0 for a wrong one (the paper's bonus is 0.5). It adds to the correctness reward. With
+    ``target_easy`` / ``target_medium``, LASER-D's difficulty-aware targets: the group's accuracy a
+    sorts its prompt into a bucket (a >= 2/3 easy, 1/3 <= a < 2/3 medium, else hard: ``target``), each
+    with its own target, shorter for easier prompts. Limit: the targets are fixed hyper-parameters;
+    LASER-D also re-chooses them during training from a monitoring set (not implemented)."""
+    accuracy = sum(score >= 1.0 for score in correct) / len(correct)
+    if accuracy >= 2 / 3 and target_easy is not None:
+        limit = target_easy
+    elif 1 / 3 <= accuracy < 2 / 3 and target_medium is not None:
+        limit = target_medium
+    else:
+        limit = target
+    out = []
+    for completion, score in zip(completions, correct, strict=True):
+        within = model_tokens(completion) <= limit
+        if score < 1.0:
+            out.append(0.0)
+        elif mode == "reward":
+            out.append(bonus if within else 0.0)
+        elif mode == "penalty":
+            out.append(0.0 if within else -bonus)
+        else:
+            out.append(bonus if within else -bonus)
     return out

@@ -64,3 +64,25 @@ def test_group_length_rewards_compose_with_the_mix():
     totals, parts = score(group, None, [("math", 1.0), ("kimi_length", 0.1)], verifier="math", group_size=2)
     assert parts["kimi_length"] == [0.5, -0.5]
     assert totals == pytest.approx([1.05, 0.95])
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("reward", [0.5, 0.5, 0.0, 0.0]), ("penalty", [0.0, 0.0, -0.5, 0.0]), ("hybrid", [0.5, 0.5, -0.5, 0.0])],
+)
+def test_laser_step_reward_hand_computed(mode, expected):
+    fn = GROUP_REWARDS.bind("laser", {"target": 10, "mode": mode})
+    group = [completion(5, True), completion(10, True), completion(11, True), completion(3, False)]
+    assert fn(group, [1.0, 1.0, 1.0, 0.0]) == expected
+
+
+def test_laser_d_picks_the_target_of_the_groups_difficulty():
+    fn = GROUP_REWARDS.bind("laser", {"target": 16, "target_easy": 4, "target_medium": 8})
+    easy = [completion(6, True), completion(3, True), completion(6, True)]  # accuracy 1: target 4
+    assert fn(easy, [1.0, 1.0, 1.0]) == [0.0, 0.5, 0.0]
+    medium = [completion(6, True), completion(6, False), completion(9, True)]  # 2/3: easy bucket (>= 2/3)
+    assert fn(medium, [1.0, 0.0, 1.0]) == [0.0, 0.0, 0.0]
+    middle = [completion(6, True), completion(6, False), completion(9, False)]  # 1/3: medium, target 8
+    assert fn(middle, [1.0, 0.0, 0.0]) == [0.5, 0.0, 0.0]
+    hard = [completion(12, True), completion(6, False), completion(9, False), completion(2, False)]  # 1/4: 16
+    assert fn(hard, [1.0, 0.0, 0.0, 0.0]) == [0.5, 0.0, 0.0, 0.0]
