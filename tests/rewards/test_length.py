@@ -86,3 +86,18 @@ def test_laser_d_picks_the_target_of_the_groups_difficulty():
     assert fn(middle, [1.0, 0.0, 0.0]) == [0.5, 0.0, 0.0]
     hard = [completion(12, True), completion(6, False), completion(9, False), completion(2, False)]  # 1/4: 16
     assert fn(hard, [1.0, 0.0, 0.0, 0.0]) == [0.5, 0.0, 0.0, 0.0]
+
+
+def test_a_group_length_reward_runs_in_training(tiny_config, tmp_path):
+    import json
+
+    from rlvr.trainer import train
+
+    config = tiny_config(
+        "rewards=[{name: starts_with_a_or_e, weight: 1.0}, {name: kimi_length, weight: 0.1}]",
+        "rollout.max_new_tokens=6", "train.steps=2", "checkpoint.export_final=false",
+    )  # fmt: skip
+    rows = [json.loads(line) for line in (train(config, tmp_path / "run") / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "train/reward" in r]
+    assert len(steps) == 2 and all("train/reward/kimi_length" in r for r in steps)
+    assert all(-0.5 <= r["train/reward/kimi_length"] <= 0.5 for r in steps)
