@@ -232,12 +232,39 @@ def cmd_eval(args) -> int:
     for key, value in result.metrics.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
+    if config.eval.budgets:
+        metrics["budgets"] = budget_table(engine, examples, check, sampling, config)
     text = json.dumps(metrics, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n")
     else:
         print(text)
     return 0
+
+
+def budget_table(engine, examples, check, sampling, config) -> list[dict]:
+    """``eval.budgets``: accuracy, mean length and tokens per correct answer at each token budget."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rlvr.evaluate import evaluate_budgets
+
+    rows = []
+    table = Table(title="accuracy against the token budget")
+    for column in ("budget", "accuracy", "mean tokens", "tokens / correct", "truncated"):
+        table.add_column(column, justify="right")
+    for budget, result in evaluate_budgets(
+        engine, examples, check, sampling, config.eval.budgets, config.eval.samples, config.tools
+    ):
+        m = result.metrics
+        rows.append({"budget": budget, **{k.removeprefix("eval/"): v for k, v in m.items()}})
+        per_correct = m.get("eval/tokens_per_correct")
+        table.add_row(
+            str(budget), f"{m['eval/accuracy']:.3f}", f"{m['eval/response_length']:.1f}",
+            "-" if per_correct is None else f"{per_correct:.1f}", f"{m['eval/truncated_frac']:.2f}",
+        )  # fmt: skip
+    Console().print(table)
+    return rows
 
 
 def is_run_checkpoint(name: str) -> bool:

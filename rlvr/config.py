@@ -182,6 +182,13 @@ class EvalConfig(Section):
     max_new_tokens: int | None = None  # None: same as rollout
     batch_size: int = Field(64, ge=1)
     verifier: str | None = None  # reward that decides "correct"; None: the task's own
+    budgets: list[int] = []  # rlvr eval: also evaluate at each of these token budgets (an accuracy-vs-budget table)
+
+    @model_validator(mode="after")
+    def _positive_budgets(self) -> "EvalConfig":
+        if any(b < 1 for b in self.budgets):
+            raise ValueError(f"eval.budgets must be positive token counts, got {self.budgets}")
+        return self
 
 
 class LogConfig(Section):

@@ -76,6 +76,9 @@ def evaluate(
         "eval/truncated_frac": sum(truncated) / len(truncated),
         "eval/problems": float(n),
     }
+    solved = sum(correct_counts)
+    if solved:  # the efficiency the length papers report: every generated token over the answers that were right
+        metrics["eval/tokens_per_correct"] = sum(lengths) / solved
     if tools is not None and tools.env != "none":
         from rlvr.envs import tool_metrics
 
@@ -83,3 +86,22 @@ def evaluate(
     for k in ks_for(samples)[1:]:
         metrics[f"eval/pass@{k}"] = sum(pass_at_k(samples, c, k) for c in correct_counts) / n
     return EvalResult(metrics, rows)
+
+
+def evaluate_budgets(
+    engine: RolloutEngine,
+    examples: list[Example],
+    verifier: "str | Callable",
+    sampling: SamplingParams,
+    budgets: list[int],
+    samples: int = 1,
+    tools=None,
+) -> list[tuple[int, EvalResult]]:
+    """:func:`evaluate` once per token budget (``max_new_tokens``; per turn in multi-turn episodes):
+    the accuracy-vs-budget curve of the length-control papers (L1, Elastic Reasoning, ThinkDial).
+    A completion cut at the budget is scored as it stands (no forced answer)."""
+    from dataclasses import replace
+
+    return [
+        (b, evaluate(engine, examples, verifier, replace(sampling, max_new_tokens=b), samples, tools)) for b in budgets
+    ]

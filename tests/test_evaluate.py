@@ -28,3 +28,28 @@ def test_reported_ks():
     assert ks_for(1) == [1]
     assert ks_for(8) == [1, 2, 4, 8]
     assert ks_for(6) == [1, 2, 4]
+
+
+def test_tokens_per_correct_and_budgets():
+    from rlvr.evaluate import evaluate, evaluate_budgets
+    from rlvr.models import load_model
+    from rlvr.rollout import SamplingParams, make_engine
+    from rlvr.tasks import make_task
+
+    model, tokenizer = load_model("tiny-random")
+    engine = make_engine("fast", model, tokenizer, 8)
+    examples = make_task("arithmetic", digits=1).split("eval")[:4]
+    sampling = SamplingParams(max_new_tokens=6, temperature=0.0, return_logprobs=False)
+    calls = []
+
+    def every_other(completion, example):  # half the answers count as correct
+        calls.append(1)
+        return float(len(calls) % 2)
+
+    result = evaluate(engine, examples, every_other, sampling)
+    total = result.metrics["eval/response_length"] * 4
+    assert result.metrics["eval/tokens_per_correct"] == pytest.approx(total / 2)
+    assert "eval/tokens_per_correct" not in evaluate(engine, examples, lambda c, e: 0.0, sampling).metrics
+    curve = evaluate_budgets(engine, examples, lambda c, e: 1.0, sampling, [2, 5])
+    assert [b for b, _ in curve] == [2, 5]
+    assert all(r.metrics["eval/response_length"] <= b for b, r in curve)
