@@ -143,7 +143,8 @@ def cmd_train(args) -> int:
     if args.resume:
         import yaml
 
-        from rlvr.config import apply_overrides, upgrade_saved
+        from rlvr.config import apply_overrides
+        from rlvr.config_upgrade import upgrade_saved
 
         saved = Path(args.resume) / "config.yaml"
         if not saved.is_file():
@@ -172,7 +173,8 @@ def eval_config(model: str | None, recipe: str | None, overrides: list[str]):
     the model is the config's ``model.name`` (so ``rlvr eval model.name=X`` evaluates X)."""
     import yaml
 
-    from rlvr.config import apply_overrides, load_config, upgrade_saved, validate
+    from rlvr.config import apply_overrides, load_config, validate
+    from rlvr.config_upgrade import upgrade_saved
 
     path = Path(model) if model else None
     saved = None
@@ -198,7 +200,8 @@ def cmd_eval(args) -> int:
     from rlvr.checkpoint import load_run_policy
     from rlvr.evaluate import evaluate
     from rlvr.models import load_model, resolve_device
-    from rlvr.rewards import REWARDS, load_reward_plugins
+    from rlvr.rewards import load_reward_plugins
+    from rlvr.rewards.mix import verifier_reward
     from rlvr.rollout import SamplingParams, make_engine
     from rlvr.tasks import make_task
 
@@ -221,9 +224,7 @@ def cmd_eval(args) -> int:
         stop=config.rollout.stop,
         return_logprobs=False,
     )
-    verifier = config.eval.verifier or task.verifier
-    spec = next((r for r in config.rewards if r.name == verifier and verifier in REWARDS), None)
-    check = REWARDS.bind(verifier, spec.params() if spec else {}, "eval.verifier")
+    check = verifier_reward(config, config.eval.verifier or task.verifier)
     result = evaluate(engine, examples, check, sampling, config.eval.samples, config.tools)
     metrics = {"model": model_name, "task": config.task.name, **result.metrics}
     table = Table(title=f"{model_name} on {config.task.name} (held-out)")

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-import transformers
 from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
@@ -108,7 +107,3 @@ def quiet_libraries() -> None:
     # use of ``is_gradient_checkpointing``): nothing a user of rlvr can change; rlvr's own calls use the new names.
     warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-
-
-def version() -> str:
-    return transformers.__version__

@@ -32,6 +32,7 @@ class Registry(Generic[F]):
         self.context = context
         self._entries: dict[str, F] = {}
         self._traits: dict[str, dict[str, Any]] = {}
+        self._checkers: dict[str, type] = {}  # name -> the pydantic model of its hyper-parameters, built once
 
     def register(self, name: str, **traits: Any) -> Callable[[F], F]:
         """Decorator: ``@REGISTRY.register("grpo")``."""
@@ -86,11 +87,14 @@ class Registry(Generic[F]):
                 raise ConfigError(
                     f"unknown key '{key}.{param}' for {self.kind} {name!r}.{hint} Its hyper-parameters: {valid}"
                 )
-        fields = {
-            p.name: (Any if p.annotation is p.empty else p.annotation, ... if p.default is p.empty else p.default)
-            for p in declared.values()
-        }
-        model = create_model(f"{name}_hparams", __config__=ConfigDict(extra="forbid", strict=False), **fields)
+        model = self._checkers.get(name)
+        if model is None:
+            fields = {
+                p.name: (Any if p.annotation is p.empty else p.annotation, ... if p.default is p.empty else p.default)
+                for p in declared.values()
+            }
+            config = ConfigDict(extra="forbid", strict=False)
+            model = self._checkers[name] = create_model(f"{name}_hparams", __config__=config, **fields)
         try:
             checked = model.model_validate(params)
         except ValidationError as err:

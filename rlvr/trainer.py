@@ -33,7 +33,7 @@ from rlvr.learner.update import LossSettings, update_step
 from rlvr.metrics import MetricsLogger, truncate_after
 from rlvr.models import add_lora, load_model, resolve_device
 from rlvr.rewards import REWARDS, RewardTerm, load_reward_plugins
-from rlvr.rewards.mix import reward_mix
+from rlvr.rewards.mix import reward_mix, verifier_reward
 from rlvr.rollout import SamplingParams, make_engine
 from rlvr.samplers import ShuffledSampler
 from rlvr.tasks import make_task
@@ -312,7 +312,9 @@ def run_eval(run: Run) -> dict[str, float]:
         return_logprobs=False,
     )
     started = time.perf_counter()
-    result = evaluate(run.engine, run.eval_set, verifier_fn(run), sampling, cfg.eval.samples, cfg.tools)
+    result = evaluate(
+        run.engine, run.eval_set, verifier_reward(cfg, run.verifier), sampling, cfg.eval.samples, cfg.tools
+    )
     result.metrics["time/eval"] = time.perf_counter() - started
     run.logger.log(run.step, result.metrics)
     run.logger.print(
@@ -332,12 +334,6 @@ def rollout_sampling(cfg: RunConfig) -> SamplingParams:
         top_p=cfg.rollout.top_p,
         stop=cfg.rollout.stop,
     )
-
-
-def verifier_fn(run: Run):
-    """The verifier with the hyper-parameters the recipe gives it (its defaults when not a reward)."""
-    term = next((t for t in run.rewards if t.name == run.verifier and not t.per_group), None)
-    return term.fn if term is not None else REWARDS.bind(run.verifier)
 
 
 def save(run: Run) -> None:
