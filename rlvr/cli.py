@@ -200,6 +200,7 @@ def cmd_eval(args) -> int:
     from rlvr.checkpoint import load_run_policy
     from rlvr.evaluate import evaluate
     from rlvr.models import load_model, resolve_device
+    from rlvr.precision import resolve_precision
     from rlvr.rewards import load_reward_plugins
     from rlvr.rewards.mix import verifier_reward
     from rlvr.rollout import SamplingParams, make_engine
@@ -215,8 +216,13 @@ def cmd_eval(args) -> int:
         model, tokenizer = load_run_policy(Path(model_name), config.model.dtype)
     else:
         model, tokenizer = load_model(model_name, config.model.dtype, seed=config.train.seed)
-    model.to(resolve_device(config.train.device))
-    engine = make_engine(config.rollout.engine, model, tokenizer, config.eval.batch_size, config.rollout.onednn_weights)
+    device = resolve_device(config.train.device)
+    model.to(device)
+    precision = resolve_precision(config.rollout.precision, device, resolve_precision(config.train.precision, device))
+    engine = make_engine(
+        config.rollout.engine, model, tokenizer, config.eval.batch_size, config.rollout.onednn_weights, precision,
+        config.train.fp32_logits,
+    )  # fmt: skip
     sampling = SamplingParams(
         max_new_tokens=config.eval.max_new_tokens or config.rollout.max_new_tokens,
         temperature=config.eval.temperature,

@@ -78,6 +78,7 @@ class RolloutConfig(Section):
     stop: list[str] = []  # extra stop strings besides the tokenizer's eos
     batch_size: int = Field(64, ge=1)  # sequences generated together
     onednn_weights: bool = True  # fast engine on CPU: linears on oneDNN-reordered weights (rlvr.cpu.onednn)
+    precision: Literal["train", "fp32", "bf16"] = "train"  # the rollout's compute; train: as train.precision
     dynamic_sampling: bool = False  # DAPO: drop groups whose rewards all agree, sample more prompts
     max_sampling_rounds: int = Field(3, ge=1)  # bound on rounds per step when dynamic_sampling is on
 
@@ -168,6 +169,9 @@ class TrainConfig(Section):
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = all cores
     reuse_freed_memory: bool = True  # CPU: glibc keeps freed memory for reuse (no page faults per tensor)
     device: str = "auto"  # auto: cuda when available, else cpu; or cpu, cuda, cuda:1, mps
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # bf16: autocast, fp32 master weights (rlvr.precision);
+    # auto: bf16 where the device has bf16 matrix units (AMX / AVX512-BF16 CPUs, CUDA), else fp32
+    fp32_logits: bool = True  # under bf16: the LM head computes logits in fp32 (rollout and log-probs; rlvr.precision)
 
 
 class EvalConfig(Section):

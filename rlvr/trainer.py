@@ -32,6 +32,7 @@ from rlvr.learner.passes import reference_kl, token_width, trainer_old_logprobs
 from rlvr.learner.update import LossSettings, update_step
 from rlvr.metrics import MetricsLogger, truncate_after
 from rlvr.models import add_lora, load_model, resolve_device
+from rlvr.precision import Precision, resolve_precision
 from rlvr.rewards import REWARDS, RewardTerm, load_reward_plugins
 from rlvr.rewards.mix import reward_mix, verifier_reward
 from rlvr.rollout import SamplingParams, make_engine
@@ -63,6 +64,7 @@ class Run:
     critic: torch.nn.Module | None = None  # value model, for a token-level advantage estimator
     critic_optimizer: torch.optim.Optimizer | None = None
     step: int = 0
+    precision: Precision = "fp32"  # the learner's compute, train.precision resolved (rlvr.precision)
     state: dict[str, Stateful] = field(default_factory=dict)  # what a checkpoint saves besides the weights
 
     def keep(self, name: str, part: Stateful) -> None:
@@ -154,13 +156,14 @@ def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, floa
         extra["old_logprobs"], tis_metrics = trainer_old_logprobs(
             run.model, micro, len(kept), width, temperature=cfg.rollout.temperature, chunk=t.logprob_chunk,
             shared_prompt=t.shared_prompt, packed_sequences=t.packed_sequences, cap=cfg.algo.tis_cap,
+            precision=run.precision, fp32_logits=cfg.train.fp32_logits,
         )  # fmt: skip
         metrics |= tis_metrics
     kl = None
     if cfg.algo.kl_in_reward and kl_coef > 0:
         kl = reference_kl(
             run.ref_model, micro, len(kept), width, algo.kl_estimator, cfg.rollout.temperature,
-            cfg.train.shared_prompt, cfg.train.packed_sequences,
+            cfg.train.shared_prompt, cfg.train.packed_sequences, run.precision, cfg.train.fp32_logits,
         )  # fmt: skip
         sequence_kl = kl.sum(dim=1)
         metrics["train/kl"] = (sequence_kl.sum() / max(sum(lengths), 1)).item()
@@ -218,6 +221,8 @@ def policy_updates(run: Run, completions: list[Completion], per_token: dict[str,
         logprob_chunk=cfg.train.logprob_chunk,
         shared_prompt=cfg.train.shared_prompt,
         packed_sequences=cfg.train.packed_sequences,
+        precision=run.precision,
+        fp32_logits=cfg.train.fp32_logits,
     )
     per_update: list[dict[str, float]] = []
     for epoch in range(cfg.train.inner_epochs):
@@ -360,7 +365,20 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     (run_dir / "config.yaml").write_text(to_yaml(config))
     run.logger = logger = MetricsLogger(run_dir, tensorboard=config.log.tensorboard, console=config.log.console)
     logger.print(f"run directory: {run_dir}" + (f" (resumed at step {run.step})" if resume else ""))
+    logger.print(precision_line(run))
     return run
+
+
+def precision_line(run: Run) -> str:
+    """What computes in which precision, and what pure-bf16 storage costs (rlvr.precision)."""
+    rollout = getattr(run.engine, "precision", "fp32")
+    line = f"compute: learner {run.precision}, rollout {rollout} (train.precision={run.config.train.precision})"
+    if run.config.model.dtype == "bfloat16" and not run.config.model.lora_rank:
+        line += (
+            "; model.dtype=bfloat16 stores the weights in bf16: optimizer steps below ~1/256 of a weight round"
+            " away, so it learns slowly; train.precision=bf16 with float32 weights computes as fast without that"
+        )
+    return line
 
 
 def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[Path]) -> Run:
@@ -411,15 +429,18 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
     # and the rollout stream must not depend on whether the cache was warm.
     random.seed(config.train.seed)
     torch.manual_seed(config.train.seed)
+    precision = resolve_precision(config.train.precision, device)
     engine = make_engine(
-        config.rollout.engine, model, tokenizer, config.rollout.batch_size, config.rollout.onednn_weights
-    )
+        config.rollout.engine, model, tokenizer, config.rollout.batch_size, config.rollout.onednn_weights,
+        resolve_precision(config.rollout.precision, device, train=precision), config.train.fp32_logits,
+    )  # fmt: skip
     sampler = ShuffledSampler(len(train_set), config.train.seed)
     coefficients = Coefficients(config.algo.kl_coef, config.algo.entropy_coef, config.algo.entropy_coef)
     run = Run(
         config, run_dir, model, ref_model, tokenizer, engine, train_set, eval_set, verifier, algorithm, rewards,
         sampler, optimizer, scheduler, logger=None, coefficients=coefficients,
     )  # fmt: skip
+    run.precision = precision
     for name, part in (("optimizer", optimizer), ("scheduler", scheduler), ("sampler", sampler),
                        ("coefficients", coefficients), ("rng", RngState())):  # fmt: skip
         run.keep(name, part)

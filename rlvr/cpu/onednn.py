@@ -19,6 +19,10 @@ Numbers: results equal MKL's to float32 rounding (max abs difference ~1e-4 on ou
 ~20; a different summation order), so a sample can differ from the unpacked run's in a
 near-tie, as between any two BLAS builds; the distribution is the same.
 
+bf16 rollouts (``rollout.precision: bf16``) reorder a bf16 copy instead (:func:`reorder_bf16`):
+oneDNN then runs AMX or AVX512-BF16 kernels, several times faster than float32 at decode shapes
+on a CPU that has them.
+
 Limits: plain ``nn.Linear`` modules with float32 weights on CPU only (a PEFT LoRA layer's base
 layer is one, so its frozen weight is packed and the adapter runs as usual); no autograd
 through the packed call, so use it under ``torch.no_grad``; the reordered copy costs as much
@@ -101,18 +105,43 @@ def reorder_once(weight: torch.Tensor) -> Iterator[bool]:
         _HELD.pop(key, None)
 
 
+def reorder_bf16(weight: torch.Tensor) -> torch.Tensor | None:
+    """A oneDNN-reordered bf16 copy of a float32 CPU ``weight`` (for :func:`onednn_linear` on bf16
+    inputs, AMX / AVX512-BF16 kernels), or None where it cannot be made."""
+    if weight.device.type != "cpu" or weight.dtype != torch.float32 or not available():
+        return None
+    try:
+        return _reorder(weight.detach().to(torch.bfloat16))
+    except RuntimeError:
+        return None
+
+
+def bf16_linear(packed: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """:func:`onednn_linear` in bf16: x cast to bf16, W from :func:`reorder_bf16`, a bf16 result (as autocast gives)."""
+    return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), packed, bias, "none", [], "")
+
+
 @contextmanager
-def onednn_linears(model: nn.Module, enabled: bool = True) -> Iterator[int]:
+def onednn_linears(
+    model: nn.Module, enabled: bool = True, dtype: torch.dtype = torch.float32, keep_fp32: tuple = ()
+) -> Iterator[int]:
     """Within the block, each :func:`reorderable` layer of ``model`` computes with a oneDNN-reordered
-    copy of its current weight; yields how many layers were swapped. The weights are read on
-    entry: enter again after an optimizer step. Every layer is restored on exit."""
+    copy of its current weight, in ``dtype`` (float32, or bfloat16 for a bf16 rollout: the copy is
+    bf16, inputs are cast to it and results are bf16, as under ``torch.autocast``), except the
+    modules in ``keep_fp32`` (float32: the LM head for fp32 logits); yields how many layers were
+    swapped. The weights are read on entry: enter again after an optimizer step. Every layer is
+    restored on exit."""
+    if dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"onednn_linears: float32 or bfloat16, not {dtype}")
     swapped: list[nn.Module] = []
     try:
         for module in model.modules() if enabled else []:
-            packed = reorder_weight(module.weight) if reorderable(module) else None
+            fp32 = dtype == torch.float32 or any(module is kept for kept in keep_fp32)
+            reorder, linear = (reorder_weight, onednn_linear) if fp32 else (reorder_bf16, bf16_linear)
+            packed = reorder(module.weight) if reorderable(module) else None
             if packed is not None:
-                bias = None if module.bias is None else module.bias.detach()
-                module.forward = partial(onednn_linear, packed, bias)  # shadows the class's forward
+                bias = None if module.bias is None else module.bias.detach().to(torch.float32 if fp32 else dtype)
+                module.forward = partial(linear, packed, bias)  # shadows the class's forward
                 swapped.append(module)
         yield len(swapped)
     finally:

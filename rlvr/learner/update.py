@@ -38,6 +38,7 @@ from rlvr.learner.forward.logprobs import (
     trained_prompts_of_step,
 )
 from rlvr.learner.microbatch import MicroBatch
+from rlvr.precision import Precision, autocast, autocast_dtype, no_autocast
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class LossSettings:
     packed_sequences: bool = (
         True  # completions run without padding (rlvr.learner.forward.hidden.packed_completion_hidden)
     )
+    precision: Precision = "fp32"  # bf16: forward passes under autocast, fp32 master weights (rlvr.precision)
+    fp32_logits: bool = False  # under bf16: the LM head's forward logits from the fp32 weight (train.fp32_logits)
 
 
 def bound(registry, part: "Callable | str") -> Callable:
@@ -95,7 +98,9 @@ def update_step(
     device = next(model.parameters()).device
     optimizer.zero_grad(set_to_none=True)
     body, head = body_and_head(model)
-    with through_recompute(body):
+    # one autocast block for the whole step: each weight is cast to bf16 once, for every micro-batch;
+    # the backward passes run outside it (no_autocast), in the dtypes the forward chose
+    with autocast(device, settings.precision), through_recompute(body):
         # the prompts' forward once; their backward once, after every micro-batch's
         prompts, leaves, rows_prompt = trained_prompts_of_step(body, micro_batches, device, settings.shared_prompt)
         ref_prompts = None
@@ -103,7 +108,7 @@ def update_step(
             with torch.no_grad():
                 ref_prompts, _ = prompts_of_step(body_and_head(ref_model)[0], micro_batches, device)
         # the fused head's weight is reordered for oneDNN once for all micro-batches (it changes at the optimizer step)
-        with head_weight_once(head):
+        with head_weight_once(head, autocast_dtype(device)):
             for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
                 mb = mb.to(device)
                 logprobs, entropy = completion_logprobs(
@@ -116,6 +121,7 @@ def update_step(
                     prompts=leaves,
                     prompt_of=prompt_of,
                     packed_sequences=settings.packed_sequences,
+                    fp32_logits=settings.fp32_logits,
                 )
                 per_token, loss_metrics = policy_loss(logprobs, mb.old_logprobs, mb.advantages, mb.mask)
                 tokens = mb.mask.sum().item()
@@ -134,6 +140,7 @@ def update_step(
                             prompts=ref_prompts,
                             prompt_of=prompt_of,
                             packed_sequences=settings.packed_sequences,
+                            fp32_logits=settings.fp32_logits,
                         )
                     kl, _ = kl_estimator(logprobs, ref_logprobs)
                     per_token = per_token + settings.kl_coef * kl * mb.mask
@@ -149,7 +156,8 @@ def update_step(
                 )
                 if not torch.isfinite(loss):
                     raise TrainingError(f"step {step}: the loss is {loss.item()} (non-finite); no update was applied")
-                loss.backward()
+                with no_autocast(device):
+                    loss.backward()
                 total_loss += loss.item()
                 for name, value in loss_metrics.items():
                     record(name, value, tokens)
@@ -157,7 +165,8 @@ def update_step(
                 mismatch = ((logprobs.detach() - mb.rollout_logprobs).abs() * mb.mask).sum().item() / max(tokens, 1)
                 record("logprob_mismatch", mismatch, tokens)
             if prompts is not None:
-                prompts.backward_from(leaves)
+                with no_autocast(device):
+                    prompts.backward_from(leaves)
     params = [p for p in model.parameters() if p.requires_grad]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm).item()
     if not torch.isfinite(torch.tensor(grad_norm)):

@@ -114,14 +114,24 @@ def cut_at_stop(text: str, stop: list[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def make_engine(name: str, model, tokenizer, batch_size: int, onednn_weights: bool = True) -> RolloutEngine:
-    """``onednn_weights``: the fast engine decodes with oneDNN-reordered weights on CPU (rlvr.cpu.onednn)."""
+def make_engine(
+    name: str, model, tokenizer, batch_size: int, onednn_weights: bool = True, precision: str = "fp32",
+    fp32_logits: bool = False,
+) -> RolloutEngine:  # fmt: skip
+    """``onednn_weights``: the fast engine decodes with oneDNN-reordered weights on CPU (rlvr.cpu.onednn);
+    ``precision``: fp32 or bf16 compute (rlvr.precision), resolved already (not auto); ``fp32_logits``:
+    under bf16 the LM head still computes in fp32 (rlvr.precision.fp32_head)."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"rollout precision must be resolved to fp32 or bf16, got {precision!r}")
     if name == "hf":
         from rlvr.rollout.hf import HFGenerateEngine
 
-        return HFGenerateEngine(model, tokenizer, batch_size=batch_size)
+        return HFGenerateEngine(model, tokenizer, batch_size=batch_size, precision=precision, fp32_logits=fp32_logits)
     if name == "fast":
         from rlvr.rollout.fast import FastEngine
 
-        return FastEngine(model, tokenizer, batch_size=batch_size, onednn_weights=onednn_weights)
+        return FastEngine(
+            model, tokenizer, batch_size=batch_size, onednn_weights=onednn_weights, precision=precision,
+            fp32_logits=fp32_logits,
+        )  # fmt: skip
     raise ValueError(f"unknown rollout engine {name!r}")

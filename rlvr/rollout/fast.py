@@ -14,6 +14,9 @@ to it); faster because:
   runs through oneDNN on a reordered copy (``rlvr.cpu.onednn``) instead of MKL's sgemm, which repacks
   the weight on every call: at a decode step's few rows the repacking, not the arithmetic, sets the
   time, above all on the vocabulary head.
+- **bf16 where the hardware has it** (``rollout.precision``, :mod:`rlvr.precision`): the decode
+  runs under ``torch.autocast(bfloat16)`` with the linears on bf16 oneDNN-reordered copies of the
+  fp32 weights (AMX / AVX512-BF16 kernels), the same numerics as the learner's bf16 forward.
 - **No [steps, batch, vocab] logits.** The sampled token's log-prob is taken per step from the
   live rows' logits; no logits processors or stopping-criteria machinery runs per step.
 
@@ -65,6 +68,7 @@ from dataclasses import dataclass
 import torch
 
 from rlvr.hf_compat import DynamicCache, DynamicLayer, cache_kwargs, output_cache
+from rlvr.precision import Precision, autocast, compute_dtype, fp32_head
 from rlvr.rollout import Sample, SamplingParams, cut_at_stop, trim_at_stop
 
 STATS = ("prefill_rows", "prefill_tokens", "decode_row_steps", "chunks", "dropped_columns", "onednn_linears")
@@ -232,14 +236,15 @@ def _expand_cache(cache, index: torch.Tensor, capacity: int, preallocate: bool) 
         cache.reorder_cache(index)
 
 
-def cpu_linears(model, enabled: bool):
-    """oneDNN-reordered linears for a rollout on the CPU (``rlvr.cpu``, imported only there);
-    elsewhere a block that swaps nothing (yields 0)."""
+def cpu_linears(model, enabled: bool, precision: Precision = "fp32", fp32_logits: bool = False):
+    """oneDNN-reordered linears (in ``precision``; the LM head in fp32 with ``fp32_logits``) for a
+    rollout on the CPU (``rlvr.cpu``, imported only there); elsewhere a block that swaps nothing (yields 0)."""
     if not enabled or next(model.parameters()).device.type != "cpu":
         return nullcontext(0)
     from rlvr.cpu.onednn import onednn_linears
 
-    return onednn_linears(model, enabled)
+    keep = (model.get_output_embeddings(),) if fp32_logits and hasattr(model, "get_output_embeddings") else ()
+    return onednn_linears(model, enabled, compute_dtype(precision), keep_fp32=tuple(m for m in keep if m is not None))
 
 
 class FastEngine:
@@ -254,11 +259,16 @@ class FastEngine:
 
     preallocate = True  # False: grow the cache with torch.cat (transformers' DynamicLayer), for comparison
 
-    def __init__(self, model, tokenizer, batch_size: int = 64, onednn_weights: bool = True) -> None:
+    def __init__(
+        self, model, tokenizer, batch_size: int = 64, onednn_weights: bool = True, precision: Precision = "fp32",
+        fp32_logits: bool = False,
+    ) -> None:  # fmt: skip
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.onednn_weights = onednn_weights
+        self.precision = precision  # bf16: the decode runs under autocast (rlvr.precision), bf16 oneDNN linears on CPU
+        self.fp32_logits = fp32_logits  # bf16: the LM head still computes in fp32 (rlvr.precision.fp32_head)
         self.last_stats: dict[str, int] = {}
 
     def update_weights(self, model) -> None:
@@ -273,8 +283,10 @@ class FastEngine:
         samples: list[Sample | None] = [None] * len(prefixes)
         was_training = self.model.training
         self.model.eval()
+        device = next(self.model.parameters()).device
         try:
-            with cpu_linears(self.model, self.onednn_weights) as packed:
+            swap = cpu_linears(self.model, self.onednn_weights, self.precision, self.fp32_logits)
+            with autocast(device, self.precision), fp32_head(self.model, self.fp32_logits), swap as packed:
                 self.last_stats["onednn_linears"] = packed
                 for chunk in plan_chunks(group_prefixes(prefixes), self.batch_size):
                     rows = [r for _, piece in chunk for r in piece]

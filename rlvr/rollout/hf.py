@@ -14,16 +14,21 @@ Finished rows keep decoding padding until the whole batch stops.
 
 import torch
 
+from rlvr.precision import Precision, autocast, fp32_head
 from rlvr.rollout import Sample, SamplingParams, cut_at_stop, trim_at_stop
 
 
 class HFGenerateEngine:
     """RolloutEngine over ``model.generate``; shares the trainer's module, so new weights are live."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 64) -> None:
+    def __init__(
+        self, model, tokenizer, batch_size: int = 64, precision: Precision = "fp32", fp32_logits: bool = False
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.precision = precision  # bf16: generate runs under autocast (rlvr.precision)
+        self.fp32_logits = fp32_logits  # bf16: the LM head still computes in fp32 (rlvr.precision.fp32_head)
 
     def update_weights(self, model) -> None:
         self.model = model
@@ -34,8 +39,10 @@ class HFGenerateEngine:
         was_training = self.model.training
         self.model.eval()
         try:
-            for start in range(0, len(prefixes), self.batch_size):
-                samples += self._generate_batch(prefixes[start : start + self.batch_size], sampling)
+            device = next(self.model.parameters()).device
+            with autocast(device, self.precision), fp32_head(self.model, self.fp32_logits):
+                for start in range(0, len(prefixes), self.batch_size):
+                    samples += self._generate_batch(prefixes[start : start + self.batch_size], sampling)
         finally:
             self.model.train(was_training)
         return samples

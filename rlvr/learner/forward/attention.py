@@ -115,14 +115,26 @@ class PromptCapture:
 
 def masked_attention(query, keys, values, mask, dropout: float, scaling) -> torch.Tensor:
     """SDPA with a boolean mask over grouped-query heads: on the key/value heads as they are on
-    CPU; copied to the query heads elsewhere (CUDA's fused kernels take no mask with GQA)."""
+    CPU; copied to the query heads elsewhere (CUDA's fused kernels take no mask with GQA).
+
+    bf16 on CPU runs in fp32: torch's CPU flash-attention backward is about 4x slower in bf16
+    than in fp32 at the update's shapes (docs/results.md, "Mixed precision"), and attention is a
+    small share of the FLOPs, so the casts cost less than they save."""
     groups = query.shape[1] // keys.shape[1]
     if groups > 1 and query.device.type != "cpu":
         keys, values = keys.repeat_interleave(groups, dim=1), values.repeat_interleave(groups, dim=1)
-    return torch.nn.functional.scaled_dot_product_attention(
-        query, keys, values, attn_mask=mask, dropout_p=dropout, scale=scaling,
-        enable_gqa=keys.shape[1] != query.shape[1],
-    )  # fmt: skip
+    dtype = query.dtype
+    upcast = query.device.type == "cpu" and (
+        torch.bfloat16 in (query.dtype, keys.dtype, values.dtype) or torch.is_autocast_enabled("cpu")
+    )
+    with torch.autocast(query.device.type, enabled=False) if upcast else nullcontext():
+        if upcast:
+            query, keys, values = query.float(), keys.float(), values.float()
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query, keys, values, attn_mask=mask, dropout_p=dropout, scale=scaling,
+            enable_gqa=keys.shape[1] != query.shape[1],
+        )  # fmt: skip
+    return out.to(dtype) if upcast else out
 
 
 def rows_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):

@@ -23,16 +23,24 @@ MKL's sgemm repacks the [vocab, hidden] weight on every call, which at a few hun
 the time on some CPUs (measurements: docs/results.md, "oneDNN linears"). ``rlvr.cpu`` is imported
 only when the weight is on the CPU.
 
+Under bf16 mixed precision (``train.precision: bf16``, :mod:`rlvr.precision`) the four GEMMs run
+in bf16 on a bf16 copy of the weight made once per optimizer step (:func:`head_weight_once`); the
+logits come out of the GEMM rounded to bf16 and everything after (logsumexp, entropy, the
+gradient of the logits) is fp32; the weight's gradient is accumulated over chunks in fp32.
+
 Limits: a plain ``nn.Linear`` head without bias (Llama, Qwen, SmolLM2, GPT-NeoX heads); a head
 with a bias or wrapped by an adapter falls back to :func:`checkpointed_logprobs`, the autograd
 version under activation checkpointing (same numbers, more memory traffic).
 """
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from rlvr.precision import autocast_dtype, fp32_linear
 
 
 def reorder_weight(weight: torch.Tensor):
@@ -42,6 +50,21 @@ def reorder_weight(weight: torch.Tensor):
     from rlvr.cpu.onednn import reorder_weight as reorder
 
     return reorder(weight)
+
+
+_CAST: dict[tuple, torch.Tensor] = {}  # weight copies in a compute dtype, held by head_weight_once blocks
+
+
+def _cast_key(weight: torch.Tensor, dtype: torch.dtype) -> tuple:
+    return weight.data_ptr(), tuple(weight.shape), dtype
+
+
+def compute_weight(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``weight`` in the GEMMs' dtype (no gradient): the copy a :func:`head_weight_once` block holds, else a new cast."""
+    if dtype == weight.dtype:
+        return weight.detach()
+    held = _CAST.get(_cast_key(weight, dtype))
+    return held if held is not None else weight.detach().to(dtype)
 
 
 def onednn_linear(packed, bias, hidden: torch.Tensor) -> torch.Tensor:
@@ -56,7 +79,9 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _chunk_logits(hidden: torch.Tensor, weight: torch.Tensor, temperature: float, packed=None) -> torch.Tensor:
-    """z = W h / T [c, V]; through ``packed`` (oneDNN, ``rlvr.cpu.onednn``) when given."""
+    """z = W h / T [c, V] in the accumulation dtype; the GEMM in ``weight``'s dtype (``hidden`` is
+    cast to it), through ``packed`` (oneDNN, ``rlvr.cpu.onednn``) when given."""
+    hidden = hidden.to(weight.dtype)
     logits = hidden @ weight.t() if packed is None else onednn_linear(packed, None, hidden)
     logits = logits.to(_accumulation_dtype(weight.dtype))  # [c, V]
     return logits.div_(temperature) if temperature != 1.0 else logits
@@ -77,16 +102,23 @@ def _chunk_forward(hidden, weight, targets, temperature: float, packed=None):
 
 class FusedLogprobHead(torch.autograd.Function):
     """(hidden [M, H], weight [V, H], targets [M]) -> (log-prob of each target [M], entropy [M]),
-    in chunks of ``chunk`` rows; differentiable in hidden and weight (see the module docstring)."""
+    in chunks of ``chunk`` rows; differentiable in hidden and weight (see the module docstring).
+    ``dtype``: the GEMMs' dtype (the weight's own, or bf16 under mixed precision); log-probs,
+    entropies and gradients keep the input dtypes."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, temperature: float, chunk: int, entropy_grad: bool):
+    def forward(
+        ctx, hidden, weight, targets, temperature: float, chunk: int, entropy_grad: bool, dtype=None,
+        fp32_logits: bool = False,
+    ):  # fmt: skip
         chosen, lse, entropy = [], [], []
-        packed = reorder_weight(weight)  # the forward and the backward's recompute both read it
-        with torch.no_grad():
+        gemm_weight = compute_weight(weight, dtype or weight.dtype)  # the backward's GEMMs
+        forward_weight = weight.detach() if fp32_logits else gemm_weight  # fp32_logits: the master weight's
+        packed = reorder_weight(forward_weight)  # the forward and (when the same weight) the backward's recompute
+        with torch.no_grad(), torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, hidden.shape[0], chunk):
                 c, s, e = _chunk_forward(
-                    hidden[start : start + chunk], weight, targets[start : start + chunk], temperature, packed
+                    hidden[start : start + chunk], forward_weight, targets[start : start + chunk], temperature, packed
                 )
                 chosen.append(c)
                 lse.append(s)
@@ -94,6 +126,9 @@ class FusedLogprobHead(torch.autograd.Function):
         chosen, lse, entropy = torch.cat(chosen), torch.cat(lse), torch.cat(entropy)
         ctx.save_for_backward(hidden, weight, targets, lse, entropy)
         ctx.temperature, ctx.chunk, ctx.entropy_grad, ctx.packed = temperature, chunk, entropy_grad, packed
+        ctx.gemm_weight = gemm_weight
+        if forward_weight is not gemm_weight:
+            ctx.packed = None  # the recompute runs in the backward's dtype
         if not entropy_grad:
             ctx.mark_non_differentiable(entropy)
         return chosen, entropy
@@ -101,7 +136,8 @@ class FusedLogprobHead(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_chosen, grad_entropy):
         hidden, weight, targets, lse, entropy = ctx.saved_tensors
-        temperature, chunk = ctx.temperature, ctx.chunk
+        temperature, chunk, gemm_weight = ctx.temperature, ctx.chunk, ctx.gemm_weight
+        mixed = gemm_weight.dtype != weight.dtype  # bf16 GEMMs for an fp32 master weight
         use_entropy = ctx.entropy_grad and grad_entropy is not None
         grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         grad_weight = (
@@ -114,9 +150,9 @@ class FusedLogprobHead(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk):
             rows = slice(start, start + chunk)
             h = hidden[rows]
-            logp = _chunk_logits(h, weight, temperature, ctx.packed).sub_(lse[rows].unsqueeze(1))  # [c, V]: log p
+            logp = _chunk_logits(h, gemm_weight, temperature, ctx.packed).sub_(lse[rows].unsqueeze(1))  # [c, V]
             probs = logp.exp()  # [c, V]
-            g = grad_chosen[rows].unsqueeze(1)  # [c, 1]
+            g = grad_chosen[rows].unsqueeze(1).to(probs.dtype)  # [c, 1]
             if use_entropy:  # d H / dz = -p (log p + H)
                 logp.add_(entropy[rows].unsqueeze(1)).mul_(probs).mul_(-grad_entropy[rows].unsqueeze(1))
                 grad_logits = probs.mul_(-g).add_(logp)
@@ -125,16 +161,19 @@ class FusedLogprobHead(torch.autograd.Function):
             grad_logits.scatter_add_(1, targets[rows].unsqueeze(1), g)  # + onehot(y) * g
             if temperature != 1.0:
                 grad_logits.div_(temperature)
-            grad_logits = grad_logits.to(weight.dtype)
+            grad_logits = grad_logits.to(gemm_weight.dtype)
             if grad_hidden is not None:
-                grad_hidden[rows] = grad_logits @ weight
-            if grad_weight is not None:
-                # accumulated in fp32 for a bf16/fp16 weight (grad_weight is in the accumulation dtype)
+                grad_hidden[rows] = grad_logits @ gemm_weight
+            if grad_weight is None:
+                continue
+            if mixed:  # a bf16 GEMM per chunk, the sum over chunks in fp32
+                grad_weight.add_(grad_logits.t() @ h.to(gemm_weight.dtype))
+            else:  # accumulated in fp32 for a bf16/fp16 weight (grad_weight is in the accumulation dtype)
                 grad_weight.addmm_(grad_logits.t().to(grad_weight.dtype), h.to(grad_weight.dtype))
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
-        ctx.packed = None
-        return grad_hidden, grad_weight, None, None, None, None
+        ctx.packed = ctx.gemm_weight = None
+        return grad_hidden, grad_weight, None, None, None, None, None, None
 
 
 def fusable(head: nn.Module) -> bool:
@@ -142,14 +181,32 @@ def fusable(head: nn.Module) -> bool:
     return type(head) is nn.Linear and head.bias is None
 
 
-def head_weight_once(head: nn.Module):
-    """A context in which a fused CPU head's weight is reordered for oneDNN once (it changes only at
-    the optimizer step), for all the micro-batches of an update; elsewhere a no-op."""
-    if not fusable(head) or head.weight.device.type != "cpu":
+def head_weight_once(head: nn.Module, dtype: torch.dtype | None = None):
+    """A context in which a fused head's weight is prepared once for all the micro-batches of an
+    update (it changes only at the optimizer step): cast to ``dtype`` under mixed precision
+    (:func:`compute_weight`), or on CPU in float32 reordered for oneDNN; elsewhere a no-op."""
+    if not fusable(head):
+        return nullcontext()
+    if dtype is not None and dtype != head.weight.dtype:
+        return _cast_once(head.weight, dtype)
+    if head.weight.device.type != "cpu":
         return nullcontext()
     from rlvr.cpu.onednn import reorder_once
 
     return reorder_once(head.weight)
+
+
+@contextmanager
+def _cast_once(weight: torch.Tensor, dtype: torch.dtype) -> Iterator[None]:
+    key = _cast_key(weight, dtype)
+    if key in _CAST:  # an enclosing block holds it
+        yield
+        return
+    _CAST[key] = weight.detach().to(dtype)
+    try:
+        yield
+    finally:
+        _CAST.pop(key, None)
 
 
 def _autograd_chunk(head, hidden, targets, temperature: float, entropy_grad: bool):
@@ -178,10 +235,20 @@ def checkpointed_logprobs(head, hidden, targets, temperature: float, chunk: int,
     return torch.cat(chosen), torch.cat(entropy)
 
 
-def head_logprobs(head, hidden, targets, temperature: float, chunk: int, entropy_grad: bool = False):
+def head_logprobs(
+    head, hidden, targets, temperature: float, chunk: int, entropy_grad: bool = False, fp32_logits: bool = False
+):
     """Log-prob [M] of each target and the entropy [M] of each next-token distribution, from hidden
     states [M, H]. Fused (:class:`FusedLogprobHead`) when the head allows and ``chunk`` > 0; the
-    entropy carries gradient only with ``entropy_grad`` (an entropy bonus in the loss)."""
+    entropy carries gradient only with ``entropy_grad`` (an entropy bonus in the loss). Under bf16
+    autocast the head's GEMMs are bf16; with ``fp32_logits`` the forward's logits (so the log-probs
+    and entropies) are computed from the fp32 weight (``train.fp32_logits``, :mod:`rlvr.precision`)."""
+    dtype = autocast_dtype(hidden.device)  # bf16 under mixed precision (rlvr.precision), else None
     if chunk and fusable(head):
-        return FusedLogprobHead.apply(hidden, head.weight, targets, float(temperature), chunk, entropy_grad)
+        return FusedLogprobHead.apply(
+            hidden, head.weight, targets, float(temperature), chunk, entropy_grad, dtype, fp32_logits
+        )
+    if fp32_logits and dtype is not None:
+        with fp32_linear(head):
+            return checkpointed_logprobs(head, hidden, targets, temperature, chunk, entropy_grad)
     return checkpointed_logprobs(head, hidden, targets, temperature, chunk, entropy_grad)

@@ -15,6 +15,7 @@ import torch
 
 from rlvr.errors import TrainingError
 from rlvr.hf_compat import cache_from, cache_kwargs, output_cache
+from rlvr.precision import autocast_dtype
 from rlvr.learner.forward.attention import PromptCapture, RowLayout, checkpointing, masked_gqa, packable, row_attention
 
 if TYPE_CHECKING:
@@ -50,9 +51,12 @@ class PromptStates:
 
 def encode_prompts(body, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> PromptStates:
     """One body pass over left-padded prompts [g, P]. Under gradient checkpointing the layers drop
-    the KV cache, so the keys/values are taken from rlvr's attention (:class:`PromptCapture`)."""
+    the KV cache, so the keys/values are taken from rlvr's attention (:class:`PromptCapture`); so
+    they are under bf16 autocast on CPU, where rlvr's attention computes in fp32."""
     positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)
-    if checkpointing(body):
+    # bf16 on CPU: rlvr's attention runs it in fp32 (rlvr.learner.forward.attention.masked_attention)
+    cpu_bf16 = prompt_ids.device.type == "cpu" and autocast_dtype(prompt_ids.device) == torch.bfloat16
+    if checkpointing(body) or (cpu_bf16 and packable(body)):
         return captured_prompts(body, prompt_ids, prompt_mask, positions)
     with masked_gqa(prompt_ids.device):
         out = body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True)

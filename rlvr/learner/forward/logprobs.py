@@ -27,6 +27,7 @@ def completion_logprobs(
     prompts: PromptStates | None = None,
     prompt_of: torch.Tensor | None = None,
     packed_sequences: bool = True,
+    fp32_logits: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs [n, T] of the completion tokens under ``model`` (and entropies [n, T]; with
     ``entropy_grad`` they carry gradients, for an entropy bonus); 0 where the mask is 0. The
@@ -37,7 +38,9 @@ def completion_logprobs(
     if not valid.any():
         zeros = hidden.sum() * 0.0 + torch.zeros_like(batch.mask)
         return zeros, torch.zeros_like(batch.mask) if with_entropy else None
-    chosen, token_entropy = head_logprobs(head, hidden[valid], batch.targets[valid], temperature, chunk, entropy_grad)
+    chosen, token_entropy = head_logprobs(
+        head, hidden[valid], batch.targets[valid], temperature, chunk, entropy_grad, fp32_logits
+    )
     logprobs = torch.zeros(batch.mask.shape, dtype=chosen.dtype, device=chosen.device).masked_scatter(valid, chosen)
     entropy = None
     if with_entropy:
