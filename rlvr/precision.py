@@ -31,7 +31,7 @@ follows torch's own support.
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -40,7 +40,7 @@ import torch
 Precision = Literal["fp32", "bf16"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpu_bf16_flags() -> tuple[str, ...]:
     """The CPU's bf16 matrix-unit flags (``amx_bf16``, ``avx512_bf16``) from /proc/cpuinfo; () where unknown."""
     try:

@@ -32,7 +32,12 @@ def reference_kl(
 
     def kl(mb: MicroBatch, prompts, prompt_of) -> torch.Tensor:
         ref_logprobs, _ = completion_logprobs(
-            ref_model, mb, temperature, prompts=prompts, prompt_of=prompt_of, packed_sequences=packed_sequences,
+            ref_model,
+            mb,
+            temperature,
+            prompts=prompts,
+            prompt_of=prompt_of,
+            packed_sequences=packed_sequences,
             fp32_logits=fp32_logits,
         )
         return estimator(mb.rollout_logprobs, ref_logprobs)[0]

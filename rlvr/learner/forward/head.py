@@ -60,7 +60,7 @@ def _cast_key(weight: torch.Tensor, dtype: torch.dtype) -> tuple:
 
 
 def compute_weight(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``weight`` in the GEMMs' dtype (no gradient): the copy a :func:`head_weight_once` block holds, else a new cast."""
+    """``weight`` in the GEMMs' dtype (no gradient): held by a :func:`head_weight_once` block, else cast now."""
     if dtype == weight.dtype:
         return weight.detach()
     held = _CAST.get(_cast_key(weight, dtype))

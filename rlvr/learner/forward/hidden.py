@@ -15,8 +15,8 @@ import torch
 
 from rlvr.errors import TrainingError
 from rlvr.hf_compat import cache_from, cache_kwargs, output_cache
-from rlvr.precision import autocast_dtype
 from rlvr.learner.forward.attention import PromptCapture, RowLayout, checkpointing, masked_gqa, packable, row_attention
+from rlvr.precision import autocast_dtype
 
 if TYPE_CHECKING:
     from rlvr.learner.microbatch import MicroBatch
