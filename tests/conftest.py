@@ -30,6 +30,7 @@ TINY_OVERRIDES = [
     "log.tensorboard=false",
     "optim.lr=0.1",  # a 16-wide random model moves only the embeddings of sampled tokens: a big step
     "train.micro_batch_size=16",
+    "train.precision=fp32",  # the same numbers on every CPU (auto is bf16 only where the CPU has bf16 units)
 ]
 
 

@@ -17,10 +17,13 @@ def train_rows(run_dir):
     return [r for r in read_metrics(run_dir / "metrics.jsonl") if "train/reward" in r]
 
 
-def test_tiny_random_learns_a_trivial_reward(tiny_config, tmp_path):
-    """Mean reward rises from below 0.25 to above 0.8 within 40 steps (GRPO, PPO clip). The take-off
-    step depends on the sample stream (steps 5-28 over the seeds and code versions tried), hence 40."""
-    run_dir = train(tiny_config("train.steps=40", "checkpoint.export_final=false"), tmp_path / "run")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_tiny_random_learns_a_trivial_reward(tiny_config, tmp_path, precision):
+    """Mean reward rises from below 0.25 to above 0.8 within 40 steps (GRPO, PPO clip), in fp32 and
+    in bf16 mixed precision (learner and rollout). The take-off step depends on the sample stream
+    (steps 5-28 over the seeds and code versions tried), hence 40."""
+    config = tiny_config("train.steps=40", "checkpoint.export_final=false", f"train.precision={precision}")
+    run_dir = train(config, tmp_path / "run")
     rewards = [r["train/reward"] for r in train_rows(run_dir)]
     assert len(rewards) == 40
     assert sum(rewards[:3]) / 3 < 0.25
