@@ -34,6 +34,10 @@ def test_tiny_bench_writes_consistent_json(tmp_path, capsys):
 
     ceiling = saved["ceiling"]
     assert ceiling["status"] == "ok" and ceiling["dtype"] == "float32" and ceiling["best_flops"] > 0
+    assert set(ceiling["by_dtype"]) == {"float32", "bfloat16"}  # both ceilings, the fp32 one for an fp32 run
+    assert ceiling["by_dtype"]["bfloat16"]["best_flops"] > 0
+    assert ceiling["best_flops"] == ceiling["by_dtype"]["float32"]["best_flops"]
+    assert rlvr["info"]["precision"] == "fp32"
     summary, params = rlvr["summary"], rlvr["info"]["params"]
     assert summary["step_s"]["median"] == raw["time/step"]  # one measured step: median = min = max
     assert summary["update_tok_s"]["median"] == pytest.approx(raw["tokens/trained"] / raw["time/update"])

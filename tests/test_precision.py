@@ -19,9 +19,7 @@ CPU = torch.device("cpu")
 EXAMPLE = Example(id="x", prompt=[{"role": "user", "content": "hi"}], answer="0")
 
 
-@pytest.mark.parametrize(
-    ("flags", "expected"), [(("amx_bf16",), "bf16"), (("avx512_bf16",), "bf16"), ((), "fp32")]
-)
+@pytest.mark.parametrize(("flags", "expected"), [(("amx_bf16",), "bf16"), (("avx512_bf16",), "bf16"), ((), "fp32")])
 def test_auto_is_bf16_exactly_where_the_cpu_has_bf16_units(monkeypatch, flags, expected):
     monkeypatch.setattr(P, "cpu_bf16_flags", lambda: flags)
     assert P.resolve_precision("auto", CPU) == expected
@@ -159,7 +157,9 @@ def test_a_bf16_rollout_samples_close_to_fp32_and_restores_the_model(engine):
     bf16_engine = make_engine(engine, model, tokenizer, 8, precision="bf16", fp32_logits=True)
     bf16 = bf16_engine.continue_ids(prefixes, greedy)
     for a, b in zip(fp32, bf16, strict=True):
-        n = next((i for i, (x, y) in enumerate(zip(a.token_ids, b.token_ids, strict=False)) if x != y), len(a.token_ids))
+        n = next(
+            (i for i, (x, y) in enumerate(zip(a.token_ids, b.token_ids, strict=False)) if x != y), len(a.token_ids)
+        )
         assert n >= 1  # the first token agrees (tiny-random's logits are far apart there)
         assert max(abs(x - y) for x, y in zip(a.logprobs[:n], b.logprobs[:n], strict=True)) < 0.1
     if engine == "fast":

@@ -4,8 +4,10 @@ Contenders, each in its own child process (so a peak memory is that process's ow
 
 - ``rlvr``: the recipe through rlvr's public loop (``trainer.setup`` + ``trainer.train_step``);
 - ``trl``: TRL's GRPOTrainer set up equivalently (:mod:`rlvr.bench.trl_child`), when ``trl`` and
-  ``datasets`` are installed (``pip install 'rlvr[bench]'``);
-- ``ceiling``: sustained matmul FLOP/s at the same thread count (fp32 on CPU, bf16 on CUDA);
+  ``datasets`` are installed (``pip install 'rlvr[bench]'``), in rlvr's precision (``bf16=True``
+  when rlvr computes in bf16); ``trl fp32`` besides it when rlvr's is bf16;
+- ``ceiling``: sustained matmul FLOP/s at the same thread count, fp32 and bf16 (fractions of the
+  ceiling are of the one in rlvr's compute precision, ``train.precision``);
 - with ``variants``: rlvr with each optimization switched off (:data:`VARIANTS`), and all off.
 
 Same model, prompts, group size, lengths, seed and threads for all. Steps are interleaved: each
@@ -35,6 +37,8 @@ from rlvr.bench.probe import FD_ENV
 from rlvr.bench.summary import key_ratios, model_flops, peak_mib, render, summarize
 from rlvr.config import load_config
 from rlvr.errors import ConfigError
+from rlvr.models import resolve_device
+from rlvr.precision import resolve_precision
 
 # Each of rlvr's speed and memory optimizations switched off alone, then all together.
 VARIANTS: list[tuple[str, list[str]]] = [
@@ -218,9 +222,12 @@ def run_bench(
     interleave: bool = True,
     ceiling_seconds: float = 0.5,
     console=None,
+    trl_fp32: bool = True,
 ) -> dict:
     """Run the contenders (see the module docstring); write ``out/bench.json``; return its content.
-    ``variants``: True for :data:`VARIANTS`, or a list of ``(name, overrides)``."""
+    ``variants``: True for :data:`VARIANTS`, or a list of ``(name, overrides)``. TRL runs in rlvr's
+    precision (its ``bf16=True`` when rlvr computes in bf16) and, with ``trl_fp32``, also in fp32
+    when that differs (so the row at TRL's best setting is there, whichever it is)."""
     if steps < 1 or warmup < 0:
         raise ConfigError(f"bench: --steps must be >= 1 and --warmup >= 0 (got {steps} and {warmup})")
     config = load_config(recipe, overrides)  # a bad override fails here, before any child starts
@@ -236,9 +243,13 @@ def run_bench(
         for plan in plan_variants(recipe, overrides, None if variants is True else variants):
             spec = {**base, "kind": "rlvr", "overrides": [*overrides, *plan["overrides"], *fixed]}
             contenders.append(Contender(plan["name"], "rlvr", spec, status=plan["status"], message=plan["message"]))
+    precision = resolve_precision(config.train.precision, resolve_device(config.train.device))
     if trl:
         if find_spec("trl") and find_spec("datasets"):
-            contenders.append(Contender("trl", "trl", {**base, "kind": "trl", "overrides": [*overrides, *fixed]}))
+            trl_spec = {**base, "kind": "trl", "overrides": [*overrides, *fixed]}
+            contenders.append(Contender("trl", "trl", trl_spec | {"precision": precision}))  # TRL as rlvr computes
+            if trl_fp32 and precision != "fp32":
+                contenders.append(Contender("trl fp32", "trl", trl_spec | {"precision": "fp32"}))
         else:
             notes.append("TRL skipped: not installed (pip install 'rlvr[bench]')")
     ceiling = Contender("ceiling", "ceiling", {**base, "kind": "ceiling", "device": config.train.device})
@@ -265,9 +276,6 @@ def run_bench(
             f"the machine was busy (1-min load average up to {max(loads):.1f} on {available_cores()} cores): "
             "absolute times are inflated; ratios between interleaved contenders hold better"
         )
-    model_dtype = contenders[0].info.get("model_dtype")
-    if ceiling.info.get("dtype") == "bfloat16" and model_dtype not in (None, "bfloat16"):
-        notes.append(f"the model trains in {model_dtype} but the ceiling is bf16: model.dtype=bfloat16 compares alike")
     result = assemble(config, contenders, ceiling, steps, warmup, threads, interleave, notes, load_at_start)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
@@ -313,16 +321,23 @@ def run_sequential(runnable, ceiling, prepare_ceiling, out: Path, total: int, wa
 
 def assemble(config, contenders, ceiling, steps, warmup, threads, interleave, notes, load_at_start) -> dict:
     """The JSON: machine, config, ceiling, one entry per contender (raw steps, summary), ratios."""
-    rounds = [s["metrics"]["flops"] for s in ceiling.steps]
     shapes = ceiling.spec.get("shapes", [])
-    per_shape = [{"shape": shape, "best_flops": max((r[i] for r in rounds), default=None),
-                  "per_round": [r[i] for r in rounds]} for i, shape in enumerate(shapes)]  # fmt: skip
-    best = max((p["best_flops"] for p in per_shape if p["best_flops"]), default=None)
+    by_dtype = {}
+    for dtype in ceiling.info.get("dtypes", []):
+        rounds = [s["metrics"]["flops"][dtype] for s in ceiling.steps]
+        per_shape = [{"shape": shape, "best_flops": max((r[i] for r in rounds), default=None),
+                      "per_round": [r[i] for r in rounds]} for i, shape in enumerate(shapes)]  # fmt: skip
+        best = max((p["best_flops"] for p in per_shape if p["best_flops"]), default=None)
+        by_dtype[dtype] = {"best_flops": best, "shapes": per_shape}
+    # fractions of the ceiling are of the one in rlvr's compute precision
+    dtype = "bfloat16" if contenders[0].info.get("precision") == "bf16" else "float32"
     ceiling_entry = {
-        "status": ceiling.status, "message": ceiling.message, "dtype": ceiling.info.get("dtype"),
-        "device": ceiling.info.get("device"), "device_name": ceiling.info.get("device_name"), "best_flops": best,
-        "shapes": per_shape, "shape_text": ", ".join("x".join(map(str, s)) for s in shapes),
+        "status": ceiling.status, "message": ceiling.message, "dtype": dtype,
+        "device": ceiling.info.get("device"), "device_name": ceiling.info.get("device_name"),
+        "best_flops": by_dtype.get(dtype, {}).get("best_flops"), "by_dtype": by_dtype,
+        "shape_text": ", ".join("x".join(map(str, s)) for s in shapes),
     }  # fmt: skip
+    best = ceiling_entry["best_flops"]
     if ceiling.status != "ok":
         notes.append(f"matmul ceiling failed: {ceiling.message}")
     rows = []

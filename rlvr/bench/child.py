@@ -35,7 +35,10 @@ def rlvr_child(spec: dict, channel: Channel) -> None:
     with tempfile.TemporaryDirectory(prefix="rlvr-bench-") as tmp:
         run = setup(config, Path(tmp) / "run", resume=False)
         device = next(run.model.parameters()).device
-        channel.send("ready", device=str(device), threads=torch.get_num_threads(), **model_info(run.model))
+        channel.send(
+            "ready", device=str(device), threads=torch.get_num_threads(), precision=run.precision,
+            rollout_precision=getattr(run.engine, "precision", "fp32"), **model_info(run.model),
+        )  # fmt: skip
         reset = reset_peak(device)
         while channel.wait():
             run.step += 1
@@ -51,29 +54,35 @@ def rlvr_child(spec: dict, channel: Channel) -> None:
 
 
 def ceiling_child(spec: dict, channel: Channel) -> None:
-    """Sustained matmul FLOP/s: fp32 on CPU, bf16 on CUDA. Each ``step`` times every shape once
-    for about ``seconds`` after a calibration call; the parent keeps the best round."""
+    """Sustained matmul FLOP/s in fp32 and in bf16 (the machine's two ceilings: on a CPU with AMX
+    or AVX512-BF16 bf16 is several times fp32, elsewhere emulated and slower). Each ``step``
+    times every shape once per dtype for about ``seconds`` after a calibration call; the parent
+    keeps the best round."""
     import torch
 
     from rlvr.models import resolve_device
 
     torch.set_num_threads(spec["threads"])
     device = resolve_device(spec["device"])
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtypes = [getattr(torch, name) for name in spec.get("dtypes", ["float32", "bfloat16"])]
     generator = torch.Generator().manual_seed(0)
-    operands = []
-    for m, k, n in spec["shapes"]:
-        a = torch.randn(m, k, generator=generator).to(device, dtype)
-        b = torch.randn(k, n, generator=generator).to(device, dtype)
-        operands.append((a, b, torch.empty(m, n, device=device, dtype=dtype)))
-    for a, b, c in operands:  # warm-up: thread pools, cuBLAS handles and heuristics
-        torch.mm(a, b, out=c)
+    operands: dict[str, list] = {}
+    for dtype in dtypes:
+        operands[str(dtype).removeprefix("torch.")] = rows = []
+        for m, k, n in spec["shapes"]:
+            a = torch.randn(m, k, generator=generator).to(device, dtype)
+            b = torch.randn(k, n, generator=generator).to(device, dtype)
+            rows.append((a, b, torch.empty(m, n, device=device, dtype=dtype)))
+            torch.mm(a, b, out=rows[-1][2])  # warm-up: thread pools, cuBLAS handles and heuristics
     synchronize(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    channel.send("ready", device=str(device), device_name=name, dtype=str(dtype).removeprefix("torch."))
+    channel.send("ready", device=str(device), device_name=name, dtypes=list(operands))
     reset = reset_peak(device)
     while channel.wait():
-        flops = [matmul_flops_per_s(a, b, c, spec["seconds"], device) for a, b, c in operands]
+        flops = {
+            dtype: [matmul_flops_per_s(a, b, c, spec["seconds"], device) for a, b, c in rows]
+            for dtype, rows in operands.items()
+        }
         channel.send("step", wall=0.0, metrics={"flops": flops})
     channel.send("done", memory=memory_report(device, reset))
 

@@ -21,6 +21,14 @@ def add_bench_command(commands) -> None:
     bench.add_argument("--no-trl", action="store_true", help="skip TRL's GRPOTrainer")
     bench.add_argument("--variants", action="store_true", help="also run rlvr with each optimization switched off")
     bench.add_argument(
+        "--no-trl-fp32", action="store_true", help="when rlvr computes in bf16, skip TRL's extra fp32 row"
+    )
+    bench.add_argument(
+        "--scaling", nargs="*", metavar="AXIS", choices=["length", "group", "model"], default=None,
+        help="step time against completion length, group size and model size (all three if none named), "
+        "rlvr and TRL per point, on random SmolLM2 shapes; OUT/scaling.json and scaling.png",
+    )  # fmt: skip
+    bench.add_argument(
         "--sequential", action="store_true", help="run contenders one after another (default: interleave steps)"
     )
     bench.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
@@ -35,9 +43,20 @@ def cmd_bench(args) -> int:
 
     recipe, overrides = split_recipe_and_overrides(args.recipe, args.overrides)
     out = Path(args.out or f"runs/bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if args.scaling is not None:
+        from rlvr.bench.scaling import AXES, render_scaling, run_scaling
+
+        scaling = run_scaling(
+            recipe, overrides, out, args.scaling or list(AXES), steps=args.steps, warmup=args.warmup,
+            trl=not args.no_trl, console=Console(stderr=True),
+        )  # fmt: skip
+        render_scaling(scaling, Console(width=200))
+        print(f"scaling.json: {out / 'scaling.json'}")
+        return 0
     result = run_bench(
         recipe, overrides, out, steps=args.steps, warmup=args.warmup, trl=not args.no_trl,
         variants=args.variants, interleave=not args.sequential, console=Console(stderr=True),
+        trl_fp32=not args.no_trl_fp32,
     )  # fmt: skip
     render(result, Console(width=200))
     print(f"bench.json: {out / 'bench.json'}")

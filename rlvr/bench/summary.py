@@ -126,6 +126,12 @@ def key_ratios(rows: list[dict]) -> dict:
         out["trl_over_rlvr_step_s_per_generated_token"] = ratio(seconds_per_token(trl), seconds_per_token(rlvr))
         out["rlvr_generated_tokens"] = measured_sum(rlvr, "tokens/generated")  # the work behind the two ratios
         out["trl_generated_tokens"] = measured_sum(trl, "tokens/generated")
+    trls = [row for row in ok.values() if row["kind"] == "trl" and median(row["summary"], "step_s")]
+    if rlvr and trls:  # TRL at its best precision setting (the fastest of its rows)
+        best = min(trls, key=lambda row: median(row["summary"], "step_s"))
+        out["trl_best"] = best["name"]
+        out["trl_best_over_rlvr_step_s"] = ratio(median(best["summary"], "step_s"), median(rlvr["summary"], "step_s"))
+        out["trl_best_over_rlvr_step_s_per_generated_token"] = ratio(seconds_per_token(best), seconds_per_token(rlvr))
     for row in rows:
         if row["kind"] == "rlvr" and row["name"] != "rlvr" and row["status"] == "ok" and rlvr:
             row["vs_default"] = {
@@ -180,10 +186,11 @@ def render(result: dict, console) -> None:
         )  # fmt: skip
     console.print(table)
     ceiling = result["ceiling"]
-    if ceiling.get("best_flops"):
+    if ceiling.get("by_dtype"):
+        both = ", ".join(f"{dtype} {_flops(entry['best_flops'])}" for dtype, entry in ceiling["by_dtype"].items())
         console.print(
-            f"matmul ceiling ({ceiling['dtype']}, {result['machine']['threads']} threads): "
-            f"{_flops(ceiling['best_flops'])}, best of {ceiling['shape_text']}"
+            f"matmul ceilings ({result['machine']['threads']} threads, best of {ceiling['shape_text']}): {both}; "
+            f"fractions below are of the {ceiling['dtype']} one (rlvr's compute)"
         )
     k = result["ratios"]
     parts = []
@@ -198,6 +205,11 @@ def render(result: dict, console) -> None:
                 f"per generated token {k['trl_over_rlvr_step_s_per_generated_token']:.2f}x "
                 f"(rlvr generated {k['rlvr_generated_tokens']:,.0f} tokens, TRL {k['trl_generated_tokens']:,.0f})"
             )
+    if k.get("trl_best_over_rlvr_step_s") and len([r for r in rows if r.get("kind") == "trl"]) > 1:
+        parts.append(
+            f"TRL at its best ({k['trl_best']}) / rlvr = {k['trl_best_over_rlvr_step_s']:.2f}x by step, "
+            f"{k.get('trl_best_over_rlvr_step_s_per_generated_token') or 0:.2f}x per generated token"
+        )
     if k.get("rlvr_peak_over_trl_peak"):
         parts.append(f"rlvr peak / TRL peak = {k['rlvr_peak_over_trl_peak']:.2f}")
     if k.get("rlvr_update_ceiling_frac") is not None:

@@ -168,7 +168,7 @@ def trl_child(spec: dict, channel: Channel) -> None:
             shuffle_dataset=False,  # rlvr's order, rlvr's prompts
             seed=seed,
             use_cpu=device.type == "cpu",
-            bf16=False,  # the model is already in config.model.dtype, as rlvr trains it: no autocast
+            bf16=spec.get("precision") == "bf16",  # TRL's own mixed precision (autocast), as rlvr's train.precision
             logging_steps=1,
             report_to=[],
             save_strategy="no",

