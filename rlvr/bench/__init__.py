@@ -42,6 +42,7 @@ from rlvr.precision import resolve_precision
 
 # Each of rlvr's speed and memory optimizations switched off alone, then all together.
 VARIANTS: list[tuple[str, list[str]]] = [
+    ("train.precision=fp32", ["train.precision=fp32"]),  # bf16 compute off (the same as the default where auto is fp32)
     ("rollout.engine=hf", ["rollout.engine=hf"]),
     ("rollout.onednn_weights=false", ["rollout.onednn_weights=false"]),
     ("train.shared_prompt=false", ["train.shared_prompt=false"]),

@@ -21,6 +21,10 @@ def add_bench_command(commands) -> None:
     bench.add_argument("--no-trl", action="store_true", help="skip TRL's GRPOTrainer")
     bench.add_argument("--variants", action="store_true", help="also run rlvr with each optimization switched off")
     bench.add_argument(
+        "--variant", action="append", default=[], metavar="KEY=VALUE",
+        help="also run rlvr with this override (repeatable), e.g. --variant train.precision=fp32",
+    )  # fmt: skip
+    bench.add_argument(
         "--no-trl-fp32", action="store_true", help="when rlvr computes in bf16, skip TRL's extra fp32 row"
     )
     bench.add_argument(
@@ -55,9 +59,17 @@ def cmd_bench(args) -> int:
         return 0
     result = run_bench(
         recipe, overrides, out, steps=args.steps, warmup=args.warmup, trl=not args.no_trl,
-        variants=args.variants, interleave=not args.sequential, console=Console(stderr=True),
-        trl_fp32=not args.no_trl_fp32,
+        variants=variant_list(args.variants, args.variant), interleave=not args.sequential,
+        console=Console(stderr=True), trl_fp32=not args.no_trl_fp32,
     )  # fmt: skip
     render(result, Console(width=200))
     print(f"bench.json: {out / 'bench.json'}")
     return 0
+
+
+def variant_list(all_variants: bool, extra: list[str]):
+    """``--variants`` (each optimization off) and each ``--variant KEY=VALUE``, as ``run_bench`` takes them."""
+    from rlvr.bench import VARIANTS
+
+    chosen = list(VARIANTS) if all_variants else []
+    return [*chosen, *[(override, [override]) for override in extra]] or False
