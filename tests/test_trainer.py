@@ -30,8 +30,12 @@ def test_tiny_random_learns_a_trivial_reward(tiny_config, tmp_path, precision):
     assert sum(rewards[-3:]) / 3 > 0.8
 
 
-def test_resumed_run_matches_uninterrupted_run(tiny_config, tmp_path):
-    overrides = ("train.steps=4", "checkpoint.every=2", "checkpoint.export_final=false", "log.samples_every=1")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resumed_run_matches_uninterrupted_run(tiny_config, tmp_path, precision):
+    overrides = (
+        "train.steps=4", "checkpoint.every=2", "checkpoint.export_final=false", "log.samples_every=1",
+        f"train.precision={precision}",
+    )  # fmt: skip
     straight = train(tiny_config(*overrides), tmp_path / "straight")
     interrupted = train(tiny_config(*overrides), tmp_path / "resumed", stop_after=2)
     assert [p.name for p in list_checkpoints(interrupted)] == ["step-000002"]

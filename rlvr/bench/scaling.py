@@ -143,6 +143,10 @@ def plot_scaling(scaling: dict, path: Path) -> str | None:
                 plot.plot(*zip(*pts, strict=True), style, label=name)
         plot.set_xscale("log")
         plot.set_yscale("log")
+        xs = [axis_x(axis, r["value"]) for r in rows]
+        if xs:  # ticks at the points themselves, labelled plainly
+            plot.set_xticks(xs, [f"{x:g}" for x in xs])
+            plot.minorticks_off()
         plot.set_xlabel(labels[axis])
         plot.set_ylabel("step s")
         plot.grid(True, which="both", alpha=0.3)
