@@ -108,7 +108,7 @@ def update_step(
             with torch.no_grad():
                 ref_prompts, _ = prompts_of_step(body_and_head(ref_model)[0], micro_batches, device)
         # the fused head's weight is reordered for oneDNN once for all micro-batches (it changes at the optimizer step)
-        with head_weight_once(head, autocast_dtype(device)):
+        with head_weight_once(head, autocast_dtype(device), settings.fp32_logits):
             for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
                 mb = mb.to(device)
                 logprobs, entropy = completion_logprobs(

@@ -34,7 +34,7 @@ version under activation checkpointing (same numbers, more memory traffic).
 """
 
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 
 import torch
 from torch import nn
@@ -181,19 +181,22 @@ def fusable(head: nn.Module) -> bool:
     return type(head) is nn.Linear and head.bias is None
 
 
-def head_weight_once(head: nn.Module, dtype: torch.dtype | None = None):
+def head_weight_once(head: nn.Module, dtype: torch.dtype | None = None, fp32_logits: bool = True):
     """A context in which a fused head's weight is prepared once for all the micro-batches of an
     update (it changes only at the optimizer step): cast to ``dtype`` under mixed precision
-    (:func:`compute_weight`), or on CPU in float32 reordered for oneDNN; elsewhere a no-op."""
+    (:func:`compute_weight`), and on CPU the float32 weight reordered for oneDNN where a float32
+    GEMM reads it (an fp32 run, or ``fp32_logits`` under mixed precision)."""
     if not fusable(head):
         return nullcontext()
-    if dtype is not None and dtype != head.weight.dtype:
-        return _cast_once(head.weight, dtype)
-    if head.weight.device.type != "cpu":
-        return nullcontext()
-    from rlvr.cpu.onednn import reorder_once
+    stack = ExitStack()
+    mixed = dtype is not None and dtype != head.weight.dtype
+    if mixed:
+        stack.enter_context(_cast_once(head.weight, dtype))
+    if head.weight.device.type == "cpu" and (fp32_logits or not mixed):  # the weight an fp32 forward reads
+        from rlvr.cpu.onednn import reorder_once
 
-    return reorder_once(head.weight)
+        stack.enter_context(reorder_once(head.weight))
+    return stack
 
 
 @contextmanager
