@@ -37,15 +37,9 @@ __all__ = [
 ]
 
 
-def register_attention(name: str, fn, mask_like: str | None = None) -> None:
-    """Make ``fn`` selectable as attention implementation ``name`` (transformers' extension point).
-    ``mask_like``: the built-in implementation whose attention mask ``fn`` takes (``"sdpa"``: a
-    [B, 1, q, K] boolean mask); without one, transformers builds no mask at all for ``fn``."""
+def register_attention(name: str, fn) -> None:
+    """Make ``fn`` selectable as attention implementation ``name`` (transformers' extension point)."""
     AttentionInterface.register(name, fn)
-    if mask_like is not None:
-        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-
-        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[mask_like])
 
 
 def attention_switchable(config) -> bool:

@@ -17,8 +17,6 @@ to it); faster because:
 - **bf16 where the hardware has it** (``rollout.precision``, :mod:`rlvr.precision`): the decode
   runs under ``torch.autocast(bfloat16)`` with the linears on bf16 oneDNN-reordered copies of the
   fp32 weights (AMX / AVX512-BF16 kernels), the same numerics as the learner's bf16 forward.
-- **Decode attention as two small matmuls** (:mod:`rlvr.rollout.attention`): torch's CPU SDPA
-  runs a flash kernel tiled for long queries, slow for one query per row.
 - **No [steps, batch, vocab] logits.** The sampled token's log-prob is taken per step from the
   live rows' logits; no logits processors or stopping-criteria machinery runs per step.
 
@@ -47,6 +45,8 @@ Tried and not kept:
 - HF's ``StaticCache``: fixed batch size, so it cannot shrink as rows finish; ``SlabLayer``
   (below) is the preallocated cache that can.
 - ``torch.multinomial``: slower than ``draw`` (a variate per vocabulary entry).
+- a hand-written q_len = 1 attention instead of SDPA: a small share of a step, not worth leaving
+  the model's own attention.
 
 Kept for long completions: ``SlabLayer`` (preallocated keys/values). At 48 tokens it measures the
 same as ``DynamicLayer``'s ``torch.cat``; at a few hundred tokens it is faster (the cat copies the
@@ -70,7 +70,6 @@ import torch
 from rlvr.hf_compat import DynamicCache, DynamicLayer, cache_kwargs, output_cache
 from rlvr.precision import Precision, autocast, compute_dtype, fp32_head
 from rlvr.rollout import Sample, SamplingParams, cut_at_stop, trim_at_stop
-from rlvr.rollout.attention import decode_attention_block
 
 STATS = ("prefill_rows", "prefill_tokens", "decode_row_steps", "chunks", "dropped_columns", "onednn_linears")
 
@@ -259,7 +258,6 @@ class FastEngine:
     """
 
     preallocate = True  # False: grow the cache with torch.cat (transformers' DynamicLayer), for comparison
-    decode_attention = True  # False: the model's own attention (SDPA), for comparison (rlvr.rollout.attention)
 
     def __init__(
         self, model, tokenizer, batch_size: int = 64, onednn_weights: bool = True, precision: Precision = "fp32",
@@ -288,16 +286,12 @@ class FastEngine:
         device = next(self.model.parameters()).device
         try:
             swap = cpu_linears(self.model, self.onednn_weights, self.precision, self.fp32_logits)
-            with fp32_head(self.model, self.fp32_logits), swap as packed:
+            with autocast(device, self.precision), fp32_head(self.model, self.fp32_logits), swap as packed:
                 self.last_stats["onednn_linears"] = packed
-                # every linear on bf16 oneDNN weights: the dtypes follow from them, autocast's per-op cost is saved
-                plain = sum(type(m) is torch.nn.Linear for m in self.model.modules())
-                cast = autocast(device, self.precision) if packed < plain else nullcontext()
-                with cast, decode_attention_block(self.model, self.decode_attention):
-                    for chunk in plan_chunks(group_prefixes(prefixes), self.batch_size):
-                        rows = [r for _, piece in chunk for r in piece]
-                        for r, sample in zip(rows, self._run_chunk(chunk, sampling), strict=True):
-                            samples[r] = sample
+                for chunk in plan_chunks(group_prefixes(prefixes), self.batch_size):
+                    rows = [r for _, piece in chunk for r in piece]
+                    for r, sample in zip(rows, self._run_chunk(chunk, sampling), strict=True):
+                        samples[r] = sample
         finally:
             self.model.train(was_training)
         return samples  # type: ignore[return-value]

@@ -268,27 +268,3 @@ def test_no_logprobs_and_training_mode_restored(engine, examples):
     assert all(c.logprobs == [0.0] * len(c.token_ids) for c in group)
     assert engine.model.training
     engine.model.eval()
-
-
-def test_decode_attention_equals_sdpa_with_padding_and_grouped_heads():
-    """rlvr's decode attention (rlvr.rollout.attention) against transformers' SDPA path on the
-    same inputs: one query per row with a padding mask, and a prompt pass."""
-    from types import SimpleNamespace
-
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    from rlvr.rollout.attention import decode_attention
-
-    g = torch.Generator().manual_seed(0)
-    module = SimpleNamespace(num_key_value_groups=3, is_causal=True, training=False)
-    for q_len in (1, 5):
-        query = torch.randn(2, 6, q_len, 8, generator=g)
-        key, value = torch.randn(2, 2, 7, 8, generator=g), torch.randn(2, 2, 7, 8, generator=g)
-        mask = torch.ones(2, 1, q_len, 7, dtype=torch.bool).tril(diagonal=7 - q_len)
-        mask[1, :, :, :2] = False  # row 1 is left-padded by two positions
-        want, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.3)
-        got, _ = decode_attention(module, query, key, value, mask, scaling=0.3)
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-        no_mask, _ = decode_attention(module, query, key, value, None, scaling=0.3)
-        causal, _ = sdpa_attention_forward(module, query, key, value, mask[:1].expand(2, -1, -1, -1), scaling=0.3)
-        torch.testing.assert_close(no_mask, causal, rtol=1e-5, atol=1e-6)
