@@ -48,8 +48,6 @@ Tried and not kept:
 - HF's ``StaticCache``: fixed batch size, so it cannot shrink as rows finish; ``SlabLayer``
   (below) is the preallocated cache that can.
 - ``torch.multinomial``: slower than ``draw`` (a variate per vocabulary entry).
-- a hand-written q_len = 1 attention instead of SDPA: a small share of a step, not worth leaving
-  the model's own attention.
 
 Kept for long completions: ``SlabLayer`` (preallocated keys/values). At 48 tokens it measures the
 same as ``DynamicLayer``'s ``torch.cat``; at a few hundred tokens it is faster (the cat copies the
