@@ -6,15 +6,18 @@ Two settings, resolved once per run (:func:`resolve_precision`):
   ``torch.autocast(dtype=bfloat16)`` (CPU and CUDA): matrix multiplies and attention in bf16,
   norms, softmaxes and the residual stream in fp32 as autocast places them; the parameters,
   their gradients and AdamW's state stay fp32 (the master copy). The LM head's fused log-probs
-  and entropies (:mod:`rlvr.learner.forward.head`) take the logits of a bf16 GEMM (fp32
-  accumulation inside the GEMM, the result rounded to bf16) and do every reduction and the
-  closed-form gradient in fp32. ``auto`` is bf16 where the device multiplies bf16 in hardware
+  and entropies (:mod:`rlvr.learner.forward.head`) take their logits from the fp32 weight
+  (``train.fp32_logits``, default on; off: a bf16 GEMM, its result rounded to bf16), run the
+  backward's GEMMs in bf16 and every reduction and the closed-form gradient in fp32. ``auto`` is
+  bf16 where the device multiplies bf16 in hardware
   (:func:`bf16_matrix_units`: a CPU with AMX-BF16 or AVX512-BF16, a CUDA device with bf16), fp32
   elsewhere, so a CPU without bf16 units runs exactly as before (bf16 there is emulated: correct
   but slower than fp32).
 - ``rollout.precision: train | fp32 | bf16``: the rollout engine's compute, by default the
-  learner's. A bf16 rollout samples from a slightly different distribution than an fp32
-  learner; ``train/logprob_mismatch`` shows by how much and ``algo.tis_cap`` corrects for it.
+  learner's (the fast engine on CPU: bf16 oneDNN linears, :mod:`rlvr.cpu.onednn`; elsewhere
+  autocast), the LM head in fp32 with ``train.fp32_logits``. A bf16 rollout samples from a
+  slightly different distribution than the learner computes; ``train/logprob_mismatch`` shows by
+  how much and ``algo.tis_cap`` corrects for it (docs/precision.md).
 
 Why autocast rather than a bf16 copy of the model: it is the field's standard (TRL's
 ``bf16=True``, Accelerate, verl's FSDP mixed precision) and keeps one set of weights; within one
