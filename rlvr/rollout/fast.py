@@ -16,7 +16,7 @@ to it); faster because:
   time, above all on the vocabulary head.
 - **bf16 where the hardware has it** (``rollout.precision``, :mod:`rlvr.precision`): the decode
   runs under ``torch.autocast(bfloat16)`` with the linears on bf16 oneDNN-reordered copies of the
-  fp32 weights (AMX / AVX512-BF16 kernels), the same numerics as the learner's bf16 forward.
+  fp32 weights (AMX / AVX512-BF16 kernels), numerics close to the learner's bf16 forward.
 - **No [steps, batch, vocab] logits.** The sampled token's log-prob is taken per step from the
   live rows' logits; no logits processors or stopping-criteria machinery runs per step.
 
