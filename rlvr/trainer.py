@@ -438,9 +438,8 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
     coefficients = Coefficients(config.algo.kl_coef, config.algo.entropy_coef, config.algo.entropy_coef)
     run = Run(
         config, run_dir, model, ref_model, tokenizer, engine, train_set, eval_set, verifier, algorithm, rewards,
-        sampler, optimizer, scheduler, logger=None, coefficients=coefficients,
+        sampler, optimizer, scheduler, logger=None, coefficients=coefficients, precision=precision,
     )  # fmt: skip
-    run.precision = precision
     for name, part in (("optimizer", optimizer), ("scheduler", scheduler), ("sampler", sampler),
                        ("coefficients", coefficients), ("rng", RngState())):  # fmt: skip
         run.keep(name, part)

@@ -55,3 +55,10 @@ def test_run_scaling_collects_rows_skips_what_cannot_fit_and_plots(tmp_path, mon
 def test_the_1_7b_shape_needs_more_than_a_24_gib_machine():
     assert scaling.needed_bytes("random:smollm2-1.7b", 1) > 24 * 2**30
     assert scaling.needed_bytes("random:smollm2-360m", 2) < 12 * 2**30
+
+
+def test_parameter_counts_are_those_of_the_built_models():
+    from rlvr.models import random_smollm2, random_smollm2_params
+
+    model, _ = random_smollm2("random:smollm2-135m")
+    assert random_smollm2_params("random:smollm2-135m") == sum(p.numel() for p in model.parameters())

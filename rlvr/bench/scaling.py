@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 from rlvr.bench.summary import median, ratio
+from rlvr.models import RANDOM_SMOLLM2, random_smollm2_params
 
 BASE = ["model.name=random:smollm2-135m", "rollout.max_new_tokens=48", "rollout.group_size=8"]
 AXES: dict[str, tuple[str, list]] = {
@@ -29,7 +30,6 @@ AXES: dict[str, tuple[str, list]] = {
     "group": ("rollout.group_size", [8, 16, 32]),
     "model": ("model.name", ["random:smollm2-135m", "random:smollm2-360m", "random:smollm2-1.7b"]),
 }
-PARAMS = {"random:smollm2-135m": 134.5e6, "random:smollm2-360m": 361.8e6, "random:smollm2-1.7b": 1.71e9}
 STATE_BYTES_PER_PARAM = 16  # fp32 weights, gradients, AdamW's exp_avg and exp_avg_sq
 
 
@@ -43,7 +43,7 @@ def available_memory_bytes() -> float | None:
 
 
 def needed_bytes(model: str, processes: int) -> float:
-    return PARAMS.get(model, 0.0) * STATE_BYTES_PER_PARAM * processes
+    return (random_smollm2_params(model) if model in RANDOM_SMOLLM2 else 0) * STATE_BYTES_PER_PARAM * processes
 
 
 def points(axes: list[str]) -> list[tuple[str, object, list[str]]]:
@@ -120,7 +120,7 @@ def axis_rows(scaling: dict, axis: str) -> list[dict]:
 
 
 def axis_x(axis: str, value) -> float:
-    return PARAMS[value] / 1e6 if axis == "model" else float(value)
+    return random_smollm2_params(value) / 1e6 if axis == "model" else float(value)
 
 
 def plot_scaling(scaling: dict, path: Path) -> str | None:

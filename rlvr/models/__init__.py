@@ -219,6 +219,14 @@ def random_qwen25_05b(seed: int = 0):
     return model, tokenizer
 
 
+def random_smollm2_params(name: str) -> int:
+    """Parameters of a ``RANDOM_SMOLLM2`` shape without building it (the tied embedding counted once)."""
+    hidden, inner, layers, heads, kv_heads, _ = RANDOM_SMOLLM2[name]
+    kv = hidden // heads * kv_heads  # key/value projection width
+    per_layer = 2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * inner + 2 * hidden  # attention, MLP, 2 norms
+    return 49152 * hidden + layers * per_layer + hidden  # + the final norm
+
+
 def random_smollm2(name: str, seed: int = 0):
     """A seeded random Llama with the shape of SmolLM2-135M, -360M or -1.7B (``RANDOM_SMOLLM2``) and
     the SmolLM2 tokenizer: a speed and memory stand-in only (135M: 134.5M parameters, as the real one)."""

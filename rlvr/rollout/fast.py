@@ -244,8 +244,8 @@ def cpu_linears(model, enabled: bool, precision: Precision = "fp32", fp32_logits
         return nullcontext(0)
     from rlvr.cpu.onednn import onednn_linears
 
-    keep = (model.get_output_embeddings(),) if fp32_logits and hasattr(model, "get_output_embeddings") else ()
-    return onednn_linears(model, enabled, compute_dtype(precision), keep_fp32=tuple(m for m in keep if m is not None))
+    head = model.get_output_embeddings() if fp32_logits and hasattr(model, "get_output_embeddings") else None
+    return onednn_linears(model, enabled, compute_dtype(precision), keep_fp32=(head,) if head is not None else ())
 
 
 class FastEngine:

@@ -23,10 +23,12 @@ MKL's sgemm repacks the [vocab, hidden] weight on every call, which at a few hun
 the time on some CPUs (measurements: docs/results.md, "oneDNN linears"). ``rlvr.cpu`` is imported
 only when the weight is on the CPU.
 
-Under bf16 mixed precision (``train.precision: bf16``, :mod:`rlvr.precision`) the four GEMMs run
-in bf16 on a bf16 copy of the weight made once per optimizer step (:func:`head_weight_once`); the
-logits come out of the GEMM rounded to bf16 and everything after (logsumexp, entropy, the
-gradient of the logits) is fp32; the weight's gradient is accumulated over chunks in fp32.
+Under bf16 mixed precision (``train.precision: bf16``, :mod:`rlvr.precision`) the forward's logits
+come from the fp32 weight (``train.fp32_logits``, the default; off: a bf16 GEMM, its result rounded
+to bf16), and the backward's three GEMMs (recompute, dh, dW) run in bf16 on a bf16 copy of the
+weight made once per optimizer step (:func:`head_weight_once`); everything after a GEMM
+(logsumexp, entropy, the gradient of the logits) is fp32, and the weight's gradient is summed
+over chunks in fp32.
 
 Limits: a plain ``nn.Linear`` head without bias (Llama, Qwen, SmolLM2, GPT-NeoX heads); a head
 with a bias or wrapped by an adapter falls back to :func:`checkpointed_logprobs`, the autograd
