@@ -450,9 +450,7 @@ def check_plugin_params(config: RunConfig) -> None:
         config.rewards[i] = RewardSpec(name=spec.name, weight=spec.weight, **full)
     _check_advantage(config, kind)
     if config.eval.verifier is not None:
-        from rlvr.rewards import REWARDS
-
-        _named("eval.verifier", lambda: REWARDS.get(config.eval.verifier))
+        _named("eval.verifier", lambda: reward_registry(config.eval.verifier))
     if config.tools.env != "none":
         from rlvr.envs.rollout import ENVS
 

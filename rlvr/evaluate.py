@@ -1,14 +1,17 @@
-"""Held-out evaluation: accuracy, pass@k, response length.
+"""Held-out evaluation: accuracy, pass@k, maj@k, response length.
 
 Used by ``rlvr eval`` and by the trainer (before training, every ``eval.every`` steps and at
 the end), so the numbers in a run and from the CLI are the same computation.
 """
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from math import comb
+from fractions import Fraction
+from math import comb, isnan
 
-from rlvr.rewards import REWARDS, call_reward
+from rlvr.rewards import RewardTerm, bind_reward, reward_values
+from rlvr.rewards.math import extract_answer
 from rlvr.rollout import RolloutEngine, SamplingParams, generate
 from rlvr.types import Example
 
@@ -26,10 +29,36 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
+def vote_key(text: str) -> str | None:
+    """The answer a completion votes for in maj@k: the final answer as the ``math`` reward extracts it
+    (last ``\\boxed{}``, else after ``####``, else the last number), whitespace and thousands commas
+    dropped, numbers in lowest terms (``8.0``, ``8`` and ``16/2`` are one vote). None: no answer, no vote."""
+    answer = extract_answer(text)
+    if answer is None:
+        return None
+    key = "".join(answer.split()).replace(",", "")
+    try:
+        return str(Fraction(key))
+    except (ValueError, ZeroDivisionError):
+        return key
+
+
+def majority_correct(keys: list[str | None], correct: list[bool]) -> bool:
+    """maj@k (self-consistency, Wang et al. 2022; "cons@k" in DeepSeek-R1): the most common answer
+    among the samples (ties: the one reached first) decides; it is right when the completions
+    that gave it were scored correct. No sample with an answer: wrong."""
+    votes = Counter(k for k in keys if k is not None)
+    if not votes:
+        return False
+    top = max(votes.values())
+    winner = next(k for k in keys if k is not None and votes[k] == top)
+    return correct[keys.index(winner)]
+
+
 @dataclass
 class EvalResult:
     metrics: dict[str, float]  # eval/accuracy, eval/pass@k, eval/response_length, ...
-    rows: list[dict]  # one per completion: id, prompt, completion, correct
+    rows: list[dict]  # one per completion: id, sample, prompt, completion, answer, reward, correct, tokens, finish
 
 
 def ks_for(samples: int) -> list[int]:
@@ -52,23 +81,33 @@ def evaluate(
     """``verifier``: a reward name (its defaults) or a bound reward; it scores what the model wrote
     (``completion.response``), as training does. ``tools`` (a ToolsConfig with env set) evaluates
     multi-turn episodes with the tool."""
-    check = REWARDS.bind(verifier) if isinstance(verifier, str) else verifier
+    check = _verifier_term(verifier)
     if tools is not None and tools.env != "none":
         from rlvr.envs.rollout import multi_turn_generate
 
         groups = multi_turn_generate(engine, examples, samples, sampling, tools)
     else:
         groups = generate(engine, examples, samples, sampling)
-    correct_counts, lengths, truncated, rows = [], [], [], []
-    for example, group in zip(examples, groups, strict=True):
-        correct = 0
-        for completion in group:
-            ok = call_reward(getattr(check, "name", "verifier"), check, completion, example) >= 1.0
-            correct += ok
+    completions = [c for g in groups for c in g]
+    values = reward_values(check, completions, [c.example for c in completions])
+    correct_counts, majority, lengths, truncated, rows = [], {k: 0 for k in ks_for(samples)[1:]}, [], [], []
+    for i, (example, group) in enumerate(zip(examples, groups, strict=True)):
+        scores = values[i * samples : (i + 1) * samples]
+        oks = [not isnan(v) and v >= 1.0 for v in scores]
+        correct_counts.append(sum(oks))
+        keys = [vote_key(c.response) for c in group]
+        for k in majority:
+            majority[k] += majority_correct(keys[:k], oks[:k])
+        for j, (completion, value, ok) in enumerate(zip(group, scores, oks, strict=True)):
             lengths.append(len(completion.token_ids))
             truncated.append(completion.finish_reason == "length")
-            rows.append({"id": example.id, "completion": completion.text, "answer": example.answer, "correct": ok})
-        correct_counts.append(correct)
+            rows.append(
+                {
+                    "id": example.id, "sample": j, "prompt": example.prompt, "completion": completion.text,
+                    "answer": example.answer, "reward": None if isnan(value) else value, "correct": ok,
+                    "tokens": len(completion.token_ids), "finish_reason": completion.finish_reason,
+                }
+            )  # fmt: skip
     n = len(examples)
     metrics = {
         "eval/accuracy": sum(c / samples for c in correct_counts) / n,
@@ -85,7 +124,16 @@ def evaluate(
         metrics |= {f"eval/{k}": v for k, v in tool_metrics([c for g in groups for c in g]).items()}
     for k in ks_for(samples)[1:]:
         metrics[f"eval/pass@{k}"] = sum(pass_at_k(samples, c, k) for c in correct_counts) / n
+        metrics[f"eval/maj@{k}"] = majority[k] / n
     return EvalResult(metrics, rows)
+
+
+def _verifier_term(verifier: "str | RewardTerm | Callable") -> RewardTerm:
+    if isinstance(verifier, RewardTerm):
+        return verifier
+    if isinstance(verifier, str):
+        return bind_reward(verifier, key="eval.verifier")
+    return RewardTerm(getattr(verifier, "name", "verifier"), 1.0, verifier, "completion")
 
 
 def evaluate_budgets(

@@ -12,6 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from math import isnan
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ from rlvr.learner.update import LossSettings, update_step
 from rlvr.metrics import MetricsLogger, truncate_after
 from rlvr.models import add_lora, load_model, resolve_device
 from rlvr.precision import Precision, resolve_precision
-from rlvr.rewards import REWARDS, RewardTerm, load_reward_plugins
+from rlvr.rewards import RewardTerm, load_reward_plugins, reward_registry
 from rlvr.rewards.mix import reward_mix, verifier_reward
 from rlvr.rollout import SamplingParams, make_engine
 from rlvr.samplers import ShuffledSampler
@@ -111,7 +112,7 @@ def train_step(run: Run) -> dict[str, float]:
     metrics = {
         "train/reward": sum(batch.sampled_rewards) / len(batch.sampled_rewards),
         "train/accuracy": sum(v >= 1.0 for v in batch.components[run.verifier]) / len(batch.sampled),
-        **{f"train/reward/{name}": sum(v) / len(v) for name, v in batch.components.items()},
+        **{f"train/reward/{name}": nan_mean(v) for name, v in batch.components.items()},
         **length_metrics(batch.sampled),
         **(tool_metrics(batch.sampled) if cfg.tools.env != "none" else {}),
         **batch.metrics,
@@ -299,12 +300,18 @@ def sample_rows(batch, per_token: dict[str, torch.Tensor], cfg: RunConfig) -> li
                 "completion": c.text,
                 "answer": c.example.answer,
                 "reward": batch.sampled_rewards[j],
-                "components": {name: values[j] for name, values in batch.components.items()},
+                "components": {name: None if isnan(v[j]) else v[j] for name, v in batch.components.items()},
                 "advantage": per_token["advantages"][i, 0].item(),
                 "finish_reason": c.finish_reason,
             }
         )
     return rows
+
+
+def nan_mean(values: list[float]) -> float:
+    """Mean over the applicable values (NaN: a file reward's None); NaN when none applies (TRL's nanmean)."""
+    kept = [v for v in values if not isnan(v)]
+    return sum(kept) / len(kept) if kept else float("nan")
 
 
 def run_eval(run: Run) -> dict[str, float]:
@@ -391,7 +398,7 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
     task = make_task(config.task.name, **config.task.params())
     train_set, eval_set = task.split("train"), task.split("eval")[: config.eval.size]
     verifier = config.eval.verifier or task.verifier
-    REWARDS.get(verifier)
+    reward_registry(verifier)
     rewards = reward_mix(config, verifier)
 
     model, tokenizer = load_model(config.model.name, config.model.dtype, seed=config.train.seed)

@@ -16,13 +16,19 @@ class Example:
 
     ``id`` is stable and unique within its task and split (used in sample logs and in
     error messages). ``meta`` carries task-specific fields a reward may read (for
-    Countdown: the numbers and target).
+    Countdown: the numbers and target; for a dataset file: every column besides the prompt).
+
+    ``raw_prompt``: the prompt is one message whose content is the model's input as it stands,
+    with no chat template (TRL's "standard" format); otherwise the messages go through the
+    tokenizer's chat template with ``chat_template_kwargs`` (``enable_thinking=False``, ...).
     """
 
     id: str
     prompt: Messages
     answer: str
     meta: dict[str, Any] = field(default_factory=dict)
+    raw_prompt: bool = False
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

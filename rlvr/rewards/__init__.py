@@ -1,6 +1,6 @@
 """Reward functions: plain functions of the whole completion, combined by weight.
 
-Two kinds, one signature each, so :func:`score` never special-cases a name:
+Three kinds, one signature each, so :func:`score` never special-cases a name:
 
 - :data:`REWARDS`: ``fn(completion: Completion, example: Example, *, <hyper-parameters>) -> float``,
   one completion at a time (TRL's reward API, widened): ``completion.response`` is what the model
@@ -11,6 +11,13 @@ Two kinds, one signature each, so :func:`score` never special-cases a name:
 - :data:`GROUP_REWARDS`: ``fn(completions: list[Completion], correct: list[float], *, <hyper-parameters>)
   -> list[float]``, the G completions of one prompt with the verifier's score of each: for rewards
   relative to the group (OTC's tool efficiency, length penalties among correct answers).
+- :data:`BATCH_REWARDS`: ``fn(completions: list[Completion], examples: list[Example]) -> list[float | None]``,
+  a whole scoring batch in one call (TRL's batched reward files, model-based judges); an ``is_async``
+  attribute marks a coroutine function, awaited concurrently with the batch's other async rewards.
+
+A reward named ``file.py:function`` is a user's TRL-, verl- or rlvr-style function loaded from that
+file (:mod:`rlvr.rewards.adapters`); for those ``None`` means "not applicable" (kept as NaN in the
+term's values, left out of totals and means, never correct).
 
 Built in: ``math`` (the extracted answer equals the gold answer), ``boxed_format`` (a non-empty
 ``\\boxed{}``), ``countdown``, ``exact_match``; shaping terms ``overlong`` (DAPO), ``tool_calls``
@@ -37,23 +44,27 @@ are looked up; the same works for ``rlvr.tasks.TASKS``.
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from math import isfinite
+from math import isfinite, isnan
 from numbers import Real
 from pathlib import Path
 from typing import Any
 
 from rlvr.errors import ConfigError, RewardError
 from rlvr.registry import Registry
+from rlvr.rewards import adapters
 from rlvr.types import Completion, Example
 
 RewardFn = Callable[[Completion, Example], float]
 GroupRewardFn = Callable[[list[Completion], list[float]], list[float]]
+BatchRewardFn = Callable[[list[Completion], list[Example]], list[float | None]]
 
 REWARDS: Registry[RewardFn] = Registry("reward")
 GROUP_REWARDS: Registry[GroupRewardFn] = Registry("group reward")
+BATCH_REWARDS: Registry[BatchRewardFn] = Registry("batch reward")
 
 
 def model_text(completion: "Completion | str") -> str:
@@ -62,15 +73,40 @@ def model_text(completion: "Completion | str") -> str:
 
 
 def reward_registry(name: str) -> Registry:
-    """The registry (per completion or per group) that holds reward ``name``."""
-    if name in GROUP_REWARDS and name not in REWARDS:
-        return GROUP_REWARDS
-    if name not in REWARDS:
-        try:
-            REWARDS.get(name)
-        except ConfigError as err:
-            raise ConfigError(f"{err}, {', '.join(GROUP_REWARDS.names())} (group rewards)") from None
+    """The registry (per completion, per group or per batch) that holds reward ``name``; a
+    ``file.py:function`` reference is loaded and registered first."""
+    if adapters.is_file_reward(name):
+        register_file_reward(name)
+    for registry in (REWARDS, GROUP_REWARDS, BATCH_REWARDS):
+        if name in registry:
+            return registry
+    try:
+        REWARDS.get(name)
+    except ConfigError as err:
+        raise ConfigError(f"{err}, {', '.join(GROUP_REWARDS.names())} (group rewards)") from None
     return REWARDS
+
+
+def register_file_reward(ref: str) -> None:
+    """Load ``file.py:function`` and register it, adapted to its style (TRL, verl or rlvr), as ``ref``."""
+    if any(ref in registry for registry in (REWARDS, BATCH_REWARDS)):
+        return
+    fn = adapters.load_function(ref)
+    style = adapters.style_of(fn, ref)
+    if style == "trl":
+        BATCH_REWARDS.register(ref, none_allowed=True)(adapters.trl_batch(fn))
+    elif style == "verl":
+        REWARDS.register(ref, none_allowed=True)(adapters.verl_reward(fn))
+    else:
+        REWARDS.register(ref)(fn)
+
+
+def bind_reward(name: str, params: dict | None = None, key: str = "rewards") -> "RewardTerm":
+    """Reward ``name`` of any kind as a weight-1 term with ``params`` bound (a verifier, for eval)."""
+    registry = reward_registry(name)
+    fn = registry.bind(name, params or {}, key)
+    kind = "group" if registry is GROUP_REWARDS else "batch" if registry is BATCH_REWARDS else "completion"
+    return RewardTerm(name, 1.0, fn, kind, registry.traits(name).get("none_allowed", False))
 
 
 @dataclass(frozen=True)
@@ -80,7 +116,12 @@ class RewardTerm:
     name: str
     weight: float
     fn: Callable
-    per_group: bool
+    kind: str  # "completion" | "group" | "batch": which registry's signature fn has
+    none_allowed: bool = False  # None means "not applicable" (TRL's convention; file rewards)
+
+    @property
+    def per_group(self) -> bool:
+        return self.kind == "group"
 
 
 def reward_terms(specs: Sequence) -> list[RewardTerm]:
@@ -98,9 +139,8 @@ def reward_terms(specs: Sequence) -> list[RewardTerm]:
             name, weight, params = spec.name, spec.weight, spec.params()
         if not isfinite(weight):
             raise ConfigError(f"rewards: weight of {name!r} must be finite, got {weight}")
-        registry = reward_registry(name)
-        fn = registry.bind(name, params, f"rewards[{i}]")
-        terms.append(RewardTerm(name, float(weight), fn, registry is GROUP_REWARDS))
+        term = bind_reward(name, params, f"rewards[{i}]")
+        terms.append(RewardTerm(name, float(weight), term.fn, term.kind, term.none_allowed))
     names = [t.name for t in terms]
     if len(set(names)) != len(names):
         raise ConfigError(f"rewards: each reward may be listed once, got {names}")
@@ -135,22 +175,74 @@ def score(
         raise ValueError(f"score: {len(completions)} completions but {len(examples)} examples")
     items = [as_completion(c, ex) for c, ex in zip(completions, examples, strict=True)]
     terms = reward_terms(specs)
+    if verifier is not None and verifier not in {t.name for t in terms}:
+        check = bind_reward(verifier, key="eval.verifier")
+        check = RewardTerm(verifier, 0.0, check.fn, check.kind, check.none_allowed)
+    else:
+        check = None
     components: dict[str, list[float]] = {}
-    for term in terms:
-        if not term.per_group:
-            components[term.name] = [
-                call_reward(term.name, term.fn, c, ex) for c, ex in zip(items, examples, strict=True)
-            ]
-    if verifier is not None and verifier not in components:
-        check = REWARDS.bind(verifier)
-        components[verifier] = [call_reward(verifier, check, c, ex) for c, ex in zip(items, examples, strict=True)]
+    ungrouped = [t for t in terms if not t.per_group] + ([check] if check is not None else [])
+    components |= _batch_values([t for t in ungrouped if t.kind == "batch"], items, examples)
+    for term in ungrouped:
+        if term.kind == "completion":
+            components[term.name] = reward_values(term, items, examples)
     for term in terms:
         if term.per_group:
             components[term.name] = _group_values(term, items, components, verifier, group_size)
     totals = [0.0] * len(items)
     for term in terms:
-        totals = [t + term.weight * v for t, v in zip(totals, components[term.name], strict=True)]
+        totals = [t if isnan(v) else t + term.weight * v for t, v in zip(totals, components[term.name], strict=True)]
     return totals, components
+
+
+def reward_values(term: RewardTerm, items: list[Completion], examples: list[Example]) -> list[float]:
+    """One term's value for each completion (NaN: not applicable); RewardError naming the sample on a failure."""
+    if term.kind == "batch":
+        return _batch_values([term], items, examples)[term.name]
+    if term.kind == "group":
+        raise ConfigError(f"reward {term.name!r} scores whole groups: it cannot decide correctness alone")
+    return [call_reward(term.name, term.fn, c, ex, term.none_allowed) for c, ex in zip(items, examples, strict=True)]
+
+
+def _batch_values(terms: list[RewardTerm], items: list[Completion], examples: list[Example]) -> dict[str, list[float]]:
+    """Each batch term over the whole batch: sync ones in turn, async ones concurrently."""
+    outputs: dict[str, Any] = {}
+    waiting = []
+    for term in terms:
+        try:
+            out = term.fn(items, examples)
+        except Exception as e:
+            raise _batch_error(term.name, e, examples) from e
+        if getattr(term.fn, "is_async", False) or inspect.isawaitable(out):
+            waiting.append((term, out))
+        else:
+            outputs[term.name] = out
+    if waiting:
+        for (term, _), out in zip(waiting, adapters.run_async([c for _, c in waiting]), strict=True):
+            if isinstance(out, BaseException):
+                raise _batch_error(term.name, out, examples) from out
+            outputs[term.name] = out
+    values = {}
+    for term in terms:
+        out = outputs[term.name]
+        if isinstance(out, str | bytes) or not hasattr(out, "__len__") or len(out) != len(items):
+            got = f"{len(out)} values" if hasattr(out, "__len__") else type(out).__name__
+            raise RewardError(f"reward {term.name!r} returned {got} for a batch of {len(items)} completions")
+        values[term.name] = [
+            _checked(term.name, v, _where(ex, c), term.none_allowed)
+            for v, c, ex in zip(list(out), items, examples, strict=True)
+        ]
+    return values
+
+
+def _batch_error(name: str, e: BaseException, examples: list[Example]) -> RewardError:
+    message = " ".join(str(e).split())[:200]
+    first = f" (first example {examples[0].id!r})" if examples else ""
+    return RewardError(f"reward {name!r} raised {type(e).__name__}: {message} on a batch of {len(examples)}{first}")
+
+
+def _where(example: Example, completion: Completion) -> str:
+    return f"on example {example.id!r}, completion {completion.response[:200]!r}"
 
 
 def _group_values(term: RewardTerm, items: list[Completion], components, verifier, group_size) -> list[float]:
@@ -158,7 +250,8 @@ def _group_values(term: RewardTerm, items: list[Completion], components, verifie
         raise ConfigError(f"reward {term.name!r} scores whole groups: score() needs verifier= and group_size=")
     values: list[float] = []
     for start in range(0, len(items), group_size):
-        group, correct = items[start : start + group_size], components[verifier][start : start + group_size]
+        group = items[start : start + group_size]
+        correct = [0.0 if isnan(v) else v for v in components[verifier][start : start + group_size]]
         where = f"on example {group[0].example.id!r}"
         try:
             out = list(term.fn(group, correct))
@@ -173,18 +266,21 @@ def _group_values(term: RewardTerm, items: list[Completion], components, verifie
     return values
 
 
-def call_reward(name: str, fn: RewardFn, completion: Completion, example: Example) -> float:
-    """``fn(completion, example)`` as a float; a raise or a non-number is a RewardError naming the sample."""
-    where = f"on example {example.id!r}, completion {completion.response[:200]!r}"
+def call_reward(name: str, fn: RewardFn, completion: Completion, example: Example, none_allowed: bool = False) -> float:
+    """``fn(completion, example)`` as a float; a raise or a non-number is a RewardError naming the sample
+    (``none_allowed``: a None is NaN, "not applicable")."""
+    where = _where(example, completion)
     try:
         value = fn(completion, example)
     except Exception as e:
         message = " ".join(str(e).split())[:200]
         raise RewardError(f"reward {name!r} raised {type(e).__name__}: {message} {where}") from e
-    return _checked(name, value, where)
+    return _checked(name, value, where, none_allowed)
 
 
-def _checked(name: str, value: Any, where: str) -> float:
+def _checked(name: str, value: Any, where: str, none_allowed: bool = False) -> float:
+    if value is None and none_allowed:
+        return adapters.NOT_APPLICABLE
     if not isinstance(value, Real):  # int, float, bool and numpy scalars pass; None, str, tensors do not
         raise RewardError(f"reward {name!r} returned {type(value).__name__} {value!r:.50} (not a number) {where}")
     if not isfinite(value):
@@ -199,24 +295,29 @@ def load_reward_plugins(module_paths: list[str]) -> None:
     that cannot be found, or a plugin that fails while importing is a :class:`ConfigError`.
     """
     for spec in module_paths:
-        if spec.endswith(".py") or "/" in spec or "\\" in spec:
-            _load_file(spec)
-            continue
-        try:
-            importlib.import_module(spec)
-        except ModuleNotFoundError as e:
-            raise ConfigError(f"reward plugin module {spec!r} not found ({e})") from e
-        except Exception as e:
-            raise ConfigError(f"reward plugin {spec!r} failed to import: {type(e).__name__}: {e}") from e
+        import_plugin(spec)
 
 
-def _load_file(path: str) -> None:
+def import_plugin(spec: str):
+    """The module of plugin ``spec`` (a file path or a module name), imported once; ConfigError if it fails."""
+    if spec.endswith(".py") or "/" in spec or "\\" in spec:
+        return _load_file(spec)
+    try:
+        return importlib.import_module(spec)
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"reward plugin module {spec!r} not found ({e})") from e
+    except Exception as e:
+        raise ConfigError(f"reward plugin {spec!r} failed to import: {type(e).__name__}: {e}") from e
+
+
+def _load_file(path: str):
     file = Path(path).expanduser().resolve()
     if not file.is_file():
         raise ConfigError(f"reward plugin file not found: {path}")
     module_name = f"rlvr_plugin_{file.stem}_{hashlib.sha256(str(file).encode()).hexdigest()[:12]}"
-    if any(getattr(m, "__file__", None) == str(file) for m in list(sys.modules.values())):
-        return
+    for loaded in list(sys.modules.values()):
+        if getattr(loaded, "__file__", None) == str(file):
+            return loaded
     spec = importlib.util.spec_from_file_location(module_name, file)
     if spec is None or spec.loader is None:
         raise ConfigError(f"reward plugin {path} cannot be imported as a Python module")
@@ -227,6 +328,7 @@ def _load_file(path: str) -> None:
     except Exception as e:
         del sys.modules[module_name]
         raise ConfigError(f"reward plugin {path} failed to import: {type(e).__name__}: {e}") from e
+    return module
 
 
 # Imported last: these modules register into REWARDS, defined above.
@@ -238,14 +340,17 @@ from rlvr.rewards import length as _length  # noqa: E402, F401
 from rlvr.rewards.math import answers_match, extract_answer  # noqa: E402
 
 __all__ = [
+    "BATCH_REWARDS",
     "GROUP_REWARDS",
     "REWARDS",
     "RewardFn",
     "RewardTerm",
     "answers_match",
+    "bind_reward",
     "call_reward",
     "extract_answer",
     "load_reward_plugins",
+    "reward_values",
     "model_text",
     "reward_terms",
     "score",

@@ -9,14 +9,14 @@ A shorthand whose reward is already listed by name adds nothing (the explicit en
 """
 
 from rlvr.errors import ConfigError
-from rlvr.rewards import REWARDS, RewardTerm, reward_terms
+from rlvr.rewards import RewardTerm, bind_reward, reward_terms
 
 
-def verifier_reward(config, verifier: str):
+def verifier_reward(config, verifier: str) -> RewardTerm:
     """The verifier as evaluation calls it: bound with the keys the recipe's reward entry gives it,
     or with its defaults when it is not among the rewards."""
     spec = next((s for s in config.rewards if s.name == verifier), None)
-    return REWARDS.bind(verifier, spec.params() if spec is not None and verifier in REWARDS else {}, "eval.verifier")
+    return bind_reward(verifier, spec.params() if spec is not None else {}, "eval.verifier")
 
 
 def reward_mix(config, verifier: str) -> list[RewardTerm]:

@@ -15,6 +15,7 @@ finished rows leave the batch.
 """
 
 import functools
+import json
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -49,9 +50,16 @@ class RolloutEngine(Protocol):
 
 
 def chat_prompt_ids(tokenizer, example: Example) -> list[int]:
-    """Token ids of an example's prompt with the chat template and the assistant header."""
+    """Token ids of an example's prompt with the chat template and the assistant header
+    (``example.chat_template_kwargs`` passed to the template); a ``raw_prompt`` is tokenized as it
+    stands, special tokens included as TRL does for its standard format."""
+    if example.raw_prompt:
+        text = "".join(m["content"] for m in example.prompt)
+        return tokenizer(text)["input_ids"]
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(example.prompt, tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            example.prompt, tokenize=False, add_generation_prompt=True, **example.chat_template_kwargs
+        )
     else:
         text = "\n\n".join(m["content"] for m in example.prompt) + "\n"
     return tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -59,13 +67,16 @@ def chat_prompt_ids(tokenizer, example: Example) -> list[int]:
 
 def prompt_ids(tokenizer, example: Example) -> list[int]:
     """``chat_prompt_ids``, cached: tokenizing is a visible cost per step at small models."""
-    key = tuple(tuple(sorted(m.items())) for m in example.prompt)
-    return list(_cached_prompt_ids(tokenizer, key))
+    messages = tuple(tuple(sorted(m.items())) for m in example.prompt)
+    kwargs = json.dumps(example.chat_template_kwargs, sort_keys=True)  # config values: JSON by construction
+    return list(_cached_prompt_ids(tokenizer, messages, example.raw_prompt, kwargs))
 
 
 @functools.lru_cache(maxsize=65536)
-def _cached_prompt_ids(tokenizer, key: tuple) -> tuple[int, ...]:
-    return tuple(chat_prompt_ids(tokenizer, Example(id="", prompt=[dict(m) for m in key], answer="")))
+def _cached_prompt_ids(tokenizer, messages: tuple, raw_prompt: bool, kwargs: str) -> tuple[int, ...]:
+    prompt = [dict(m) for m in messages]
+    example = Example("", prompt, "", raw_prompt=raw_prompt, chat_template_kwargs=json.loads(kwargs))
+    return tuple(chat_prompt_ids(tokenizer, example))
 
 
 def generate(
