@@ -108,9 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("overrides", nargs="*", help="key=value, e.g. task.name=countdown eval.size=100 eval.samples=8")
     ev.add_argument(
-        "--recipe", default=None, help="recipe whose task and eval settings to use (default: the run's, else grpo)"
+        "--recipe",
+        action="append",
+        default=None,
+        help="recipe whose task and eval settings to use (default: the run's, else grpo); repeat it to evaluate "
+        "several recipes' tasks in one call",
+    )
+    ev.add_argument(
+        "--task",
+        action="append",
+        default=None,
+        metavar="TASK",
+        help="evaluate on this task instead (a name, or YAML such as '{name: countdown, eval_size: 50}'); repeat "
+        "for several tasks in one call, one model load",
     )
     ev.add_argument("--out", default=None, help="write the metrics JSON here")
+    ev.add_argument(
+        "--samples", default=None, metavar="FILE", help="write every held-out completion here (JSONL, one per sample)"
+    )
     ev.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     ev.set_defaults(handler=cmd_eval)
 
@@ -194,24 +209,14 @@ def eval_config(model: str | None, recipe: str | None, overrides: list[str]):
 
 
 def cmd_eval(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
+    """Evaluate one model on one or several tasks: one table each, one JSON (a list of results with several)."""
     from rlvr.checkpoint import load_run_policy
-    from rlvr.evaluate import evaluate
     from rlvr.models import load_model, resolve_device
     from rlvr.precision import resolve_precision
-    from rlvr.rewards import load_reward_plugins
-    from rlvr.rewards.mix import verifier_reward
-    from rlvr.rollout import SamplingParams, make_engine
-    from rlvr.tasks import make_task
+    from rlvr.rollout import make_engine
 
-    config, model_name, from_checkpoint = eval_config(args.model, args.recipe, args.overrides)
-    load_reward_plugins(config.plugins)
-    task = make_task(config.task.name, **config.task.params())
-    examples = task.split("eval")[: config.eval.size]
-    if config.eval.samples > 1 and config.eval.temperature == 0:
-        raise ConfigError("eval.samples > 1 needs eval.temperature > 0 (greedy samples are all the same)")
+    configs, model_name, from_checkpoint = eval_configs(args)
+    config = configs[0]
     if from_checkpoint:
         model, tokenizer = load_run_policy(Path(model_name), config.model.dtype)
     else:
@@ -220,9 +225,60 @@ def cmd_eval(args) -> int:
     model.to(device)
     precision = resolve_precision(config.rollout.precision, device, resolve_precision(config.train.precision, device))
     engine = make_engine(
-        config.rollout.engine, model, tokenizer, config.eval.batch_size, config.rollout.onednn_weights, precision,
-        config.train.fp32_logits,
+        config.rollout.engine, model, tokenizer, max(c.eval.batch_size for c in configs),
+        config.rollout.onednn_weights, precision, config.train.fp32_logits,
     )  # fmt: skip
+    samples = Path(args.samples).open("w") if args.samples else None
+    try:
+        results = [eval_one(engine, model_name, c, samples) for c in configs]
+    finally:
+        if samples is not None:
+            samples.close()
+    text = json.dumps(results[0] if len(results) == 1 else results, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def eval_configs(args):
+    """The configs ``rlvr eval`` runs (one per ``--recipe`` or ``--task``), the model, and if it is a checkpoint."""
+    import yaml
+
+    recipes, tasks = args.recipe or [None], args.task or []
+    if len(recipes) > 1 and tasks:
+        raise ConfigError("rlvr eval: give several --recipe or several --task, not both")
+    found = [eval_config(args.model, recipe, args.overrides) for recipe in recipes]
+    configs = [c for c, _, _ in found]
+    if tasks:
+        base = configs[0]
+        configs = []
+        for spec in tasks:
+            task = yaml.safe_load(spec) if spec.lstrip().startswith("{") else {"name": spec}
+            if not isinstance(task, dict) or "name" not in task:
+                raise ConfigError(f"--task {spec!r}: expected a task name or a YAML mapping with a name")
+            configs.append(base.model_copy(update={"task": type(base.task)(**task)}))
+    for config in configs:
+        if config.eval.samples > 1 and config.eval.temperature == 0:
+            raise ConfigError("eval.samples > 1 needs eval.temperature > 0 (greedy samples are all the same)")
+    return configs, found[0][1], found[0][2]
+
+
+def eval_one(engine, model_name: str, config, samples) -> dict:
+    """Evaluate on ``config``'s task and print its table; every completion to ``samples`` when given."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rlvr.evaluate import evaluate
+    from rlvr.rewards import load_reward_plugins
+    from rlvr.rewards.mix import verifier_reward
+    from rlvr.rollout import SamplingParams
+    from rlvr.tasks import make_task
+
+    load_reward_plugins(config.plugins)
+    task = make_task(config.task.name, **config.task.params())
+    examples = task.split("eval")[: config.eval.size]
     sampling = SamplingParams(
         max_new_tokens=config.eval.max_new_tokens or config.rollout.max_new_tokens,
         temperature=config.eval.temperature,
@@ -239,14 +295,12 @@ def cmd_eval(args) -> int:
     for key, value in result.metrics.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
+    if samples is not None:
+        for row in result.rows:
+            samples.write(json.dumps({"model": model_name, "task": config.task.name, **row}) + "\n")
     if config.eval.budgets:
         metrics["budgets"] = budget_table(engine, examples, check, sampling, config)
-    text = json.dumps(metrics, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    else:
-        print(text)
-    return 0
+    return metrics
 
 
 def budget_table(engine, examples, check, sampling, config) -> list[dict]:

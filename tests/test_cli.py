@@ -106,6 +106,23 @@ def test_eval_pass_at_k(capsys, tmp_path):
     assert metrics["eval/accuracy"] <= metrics["eval/pass@2"] <= metrics["eval/pass@4"]
 
 
+def test_eval_on_several_tasks_with_a_per_sample_dump(capsys, tmp_path):
+    out, dump = tmp_path / "eval.json", tmp_path / "samples.jsonl"
+    code, stdout, _ = run(
+        capsys, "eval", "--model", "tiny-random", "--task", "arithmetic", "--task", "{name: countdown, seed: 1}",
+        "eval.size=3", "eval.samples=2", "eval.temperature=1", "rollout.max_new_tokens=2",
+        "--out", str(out), "--samples", str(dump),
+    )  # fmt: skip
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert [r["task"] for r in results] == ["arithmetic", "countdown"]
+    assert all(r["eval/problems"] == 3.0 and "eval/maj@2" in r for r in results)
+    rows = [json.loads(line) for line in dump.read_text().splitlines()]
+    assert len(rows) == 2 * 3 * 2  # tasks x problems x samples
+    assert {"task", "id", "sample", "prompt", "completion", "answer", "reward", "correct", "tokens"} <= rows[0].keys()
+    assert "on countdown" in stdout
+
+
 def test_resume_of_a_directory_without_a_run(capsys, tmp_path):
     code, _, err = run(capsys, "train", "--resume", str(tmp_path))
     assert code == 2 and "nothing to resume" in err

@@ -53,3 +53,47 @@ def test_tokens_per_correct_and_budgets():
     curve = evaluate_budgets(engine, examples, lambda c, e: 1.0, sampling, [2, 5])
     assert [b for b, _ in curve] == [2, 5]
     assert all(r.metrics["eval/response_length"] <= b for b, r in curve)
+
+
+def test_vote_keys_merge_equal_numbers():
+    from rlvr.evaluate import vote_key
+
+    assert vote_key("so \\boxed{8}") == vote_key("#### 8.0") == vote_key("it is 16/2") == "8"
+    assert vote_key("\\boxed{1,234}") == "1234"
+    assert vote_key("\\boxed{x + 1}") == "x+1"
+    assert vote_key("no answer here") is None
+
+
+def test_majority_vote_hand_computed():
+    from rlvr.evaluate import majority_correct
+
+    # answers 3, 5, 5, None: 5 wins (two votes) and its completions were right
+    assert majority_correct(["3", "5", "5", None], [False, True, True, False])
+    # a tie 3/5 goes to the answer reached first
+    assert not majority_correct(["3", "5", "3", "5"], [False, True, False, True])
+    assert majority_correct(["5", "3", "3", "5"], [True, False, False, True])
+    assert not majority_correct([None, None], [False, False])  # nobody answered
+
+
+def test_maj_at_k_differs_from_pass_at_k(monkeypatch):
+    """Two problems, 4 samples each: problem 1 answers 7,7,7,2 (gold 7), problem 2 answers 1,1,9,1 (gold 9).
+    pass@4 = 1 for both; maj@4 = 1/2 (problem 2's majority is wrong); maj@2 over the first two: 1/2."""
+    import rlvr.evaluate
+    from rlvr.evaluate import evaluate
+    from rlvr.types import Completion, Example
+
+    answers = {"p1": ["7", "7", "7", "2"], "p2": ["1", "1", "9", "1"]}
+    examples = [Example("p1", [], "7"), Example("p2", [], "9")]
+
+    def fake_generate(engine, examples, n, sampling):
+        return [
+            [Completion(e, f"\\boxed{{{a}}}", [], [1], [0.0], [1], "stop") for a in answers[e.id]] for e in examples
+        ]
+
+    monkeypatch.setattr(rlvr.evaluate, "generate", fake_generate)
+    result = evaluate(None, examples, "math", None, samples=4)
+    m = result.metrics
+    assert m["eval/accuracy"] == pytest.approx((3 / 4 + 1 / 4) / 2)
+    assert m["eval/pass@4"] == 1.0
+    assert m["eval/maj@4"] == 0.5 and m["eval/maj@2"] == 0.5
+    assert [r["sample"] for r in result.rows] == [0, 1, 2, 3] * 2
