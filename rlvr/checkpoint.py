@@ -150,8 +150,12 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def export_hf(model, tokenizer, target: Path) -> Path:
-    """Write the policy in Hugging Face format (LoRA merged into the weights), atomically."""
+def export_hf(model, tokenizer, target: Path, base_model: str | None = None) -> Path:
+    """Write the policy in Hugging Face format (LoRA merged into the weights), atomically.
+
+    A LoRA (PEFT) policy also writes ``adapter/``: PEFT's own ``save_pretrained`` (adapter_config.json,
+    adapter_model.safetensors), loadable with ``PeftModel.from_pretrained(base, "final/adapter")`` on
+    the starting model (``base_model``, recorded as the adapter's ``base_model_name_or_path``)."""
     base = model
     if hasattr(model, "merge_and_unload"):
         import copy
@@ -160,4 +164,37 @@ def export_hf(model, tokenizer, target: Path) -> Path:
     with atomic_folder(target) as tmp:
         base.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if hasattr(model, "peft_config"):
+            model.save_pretrained(tmp / "adapter")
+            if base_model is not None:
+                _set_adapter_base(tmp / "adapter" / "adapter_config.json", base_model)
     return target
+
+
+def _set_adapter_base(config_file: Path, base_model: str) -> None:
+    import json
+
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = base_model
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def push_to_hub(folder: Path, repo_id: str, private: bool = True) -> str:
+    """Upload an exported folder to the Hugging Face Hub (needs a network and ``hf auth login``); the
+    run's files are written before, so a failed upload loses nothing. Returns the repo URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="rlvr: final policy")
+    except Exception as err:
+        raise TrainingError(
+            f"checkpoint.push_to_hub={repo_id!r}: upload failed ({type(err).__name__}: {_one_line(err)}); "
+            f"{folder} is saved: upload it later with `hf upload {repo_id} {folder}`"
+        ) from None
+    return str(url)
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())[:200]

@@ -192,17 +192,47 @@ class EvalConfig(Section):
         return self
 
 
+TrackingBackend = Literal["tensorboard", "wandb", "mlflow", "trackio"]  # rlvr.tracking.TRACKERS; docs/tracking.md
+
+
 class LogConfig(Section):
+    """Where a run's numbers go: metrics.jsonl and samples.jsonl always, plus the ``backends`` named
+    (rlvr.tracking). The old ``tensorboard: true|false`` key still reads: it adds tensorboard to, or
+    removes it from, ``backends`` (recipes, overrides and saved configs alike)."""
+
     samples_every: int = Field(5, ge=0)  # steps between sample dumps to samples.jsonl; 0: never
     samples_per_dump: int = Field(8, ge=1)
-    tensorboard: bool = True
+    backends: list[TrackingBackend] = ["tensorboard"]  # live trackers; wandb/mlflow/trackio are extras
+    project: str = Field("rlvr", min_length=1)  # the W&B project, MLflow experiment, trackio project
     console: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tensorboard_alias(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        value = dict(value)
+        backends = value.get("backends", ["tensorboard"])
+        backends = [backends] if isinstance(backends, str) else backends
+        if "tensorboard" in value and isinstance(backends, list):
+            wanted = value.pop("tensorboard")
+            backends = [b for b in backends if b != "tensorboard"] + (["tensorboard"] if wanted else [])
+        if isinstance(backends, list):
+            value["backends"] = list(dict.fromkeys(backends))
+        return value
+
+    @property
+    def tensorboard(self) -> bool:
+        """The old key, read-only: whether tensorboard is among ``backends``."""
+        return "tensorboard" in self.backends
 
 
 class CheckpointConfig(Section):
     every: int = Field(0, ge=0)  # steps between checkpoints; 0: only at the end
     keep: int = Field(2, ge=1)  # most recent checkpoints kept
-    export_final: bool = True  # write final/ in Hugging Face format
+    export_final: bool = True  # write final/ in Hugging Face format (LoRA: merged, and PEFT's folder final/adapter/)
+    push_to_hub: str | None = None  # a Hub repo id: upload final/ at the end (needs a network and `hf auth login`)
+    hub_private: bool = True
 
 
 class RunConfig(Section):
@@ -451,6 +481,8 @@ def check_plugin_params(config: RunConfig) -> None:
     _check_advantage(config, kind)
     if config.eval.verifier is not None:
         _named("eval.verifier", lambda: reward_registry(config.eval.verifier))
+    if config.checkpoint.push_to_hub and not config.checkpoint.export_final:
+        raise ConfigError("checkpoint.push_to_hub uploads final/: it needs checkpoint.export_final=true")
     if config.tools.env != "none":
         from rlvr.envs.rollout import ENVS
 

@@ -99,7 +99,10 @@ def train(config: RunConfig, run_dir: Path | None = None, resume: bool = False, 
                 return run.run_dir
         run_eval(run)
         if cfg.checkpoint.export_final:
-            ckpt.export_hf(run.model, run.tokenizer, run.run_dir / "final")
+            final = ckpt.export_hf(run.model, run.tokenizer, run.run_dir / "final", base_model=cfg.model.name)
+            if cfg.checkpoint.push_to_hub:
+                url = ckpt.push_to_hub(final, cfg.checkpoint.push_to_hub, cfg.checkpoint.hub_private)
+                run.logger.print(f"final policy uploaded: {url}")
     finally:
         run.logger.close()
     return run.run_dir

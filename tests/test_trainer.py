@@ -1,6 +1,7 @@
 """End to end on tiny-random: learning, exact resume, checkpoints, export, failure handling."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,6 +77,45 @@ def test_lora_run_trains_only_the_adapter_and_exports_merged(tiny_config, tmp_pa
     assert saved and all("lora_" in name for name in saved)
     model = AutoModelForCausalLM.from_pretrained(run_dir / "final")
     assert not any("lora_" in name for name, _ in model.named_parameters())
+    # PEFT's own adapter folder: the starting model plus the adapter gives the merged model's logits
+    from peft import PeftModel
+
+    from rlvr.models import load_model
+
+    adapter = run_dir / "final" / "adapter"
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny-random"
+    base, _ = load_model("tiny-random")
+    with_adapter = PeftModel.from_pretrained(base, adapter).eval()
+    ids = torch.tensor([[1, 5, 9, 2, 7]])
+    with torch.no_grad():
+        assert torch.allclose(with_adapter(ids).logits, model.eval()(ids).logits, atol=1e-5)
+        assert not torch.allclose(load_model("tiny-random")[0](ids).logits, model(ids).logits, atol=1e-5)
+
+
+def test_push_to_hub_uploads_final_and_a_failure_loses_nothing(tiny_config, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    uploads = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, private, exist_ok):
+            return f"https://huggingface.co/{repo_id}"
+
+        def upload_folder(self, folder_path, repo_id, commit_message):
+            uploads.append((sorted(p.name for p in Path(folder_path).iterdir()), repo_id))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    train(tiny_config("train.steps=1", "checkpoint.push_to_hub=me/policy"), tmp_path / "run")
+    assert uploads and uploads[0][1] == "me/policy" and "config.json" in uploads[0][0]
+
+    class Offline(FakeApi):
+        def upload_folder(self, **kwargs):
+            raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Offline)
+    with pytest.raises(TrainingError, match="upload failed .*no network.*is saved"):
+        train(tiny_config("train.steps=1", "checkpoint.push_to_hub=me/policy"), tmp_path / "run2")
+    assert (tmp_path / "run2" / "final" / "config.json").is_file()
 
 
 def test_kl_penalty_loads_a_reference_and_logs_kl(tiny_config, tmp_path):

@@ -19,6 +19,7 @@
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -257,4 +258,6 @@ def add_lora(model, rank: int, alpha: float, dropout: float, target_modules: lis
     if not targets:
         raise ModelError(f"model.lora_target_modules {target_modules} match no module of the model")
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # PEFT calls transformers' renamed is_gradient_checkpointing
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated", category=FutureWarning)
+        return get_peft_model(model, config)
