@@ -369,6 +369,7 @@ def cmd_tasks(args) -> int:
     print("tasks:   " + ", ".join(TASKS.names()))
     print("rewards: " + ", ".join(REWARDS.names()))
     print("group rewards: " + ", ".join(GROUP_REWARDS.names()))
+    print("from a file: file.py:function (a TRL, verl or rlvr reward function; docs/data.md)")
     return 0
 
 
