@@ -7,6 +7,7 @@ special-case a name; a typo lists the valid names.
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable
 from difflib import get_close_matches
 from typing import Any, Generic, TypeVar
@@ -45,6 +46,12 @@ class Registry(Generic[F]):
             return fn
 
         return add
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (a file reward whose file moved); a no-op when it is not registered."""
+        self._entries.pop(name, None)
+        self._traits.pop(name, None)
+        self._checkers.pop(name, None)
 
     def get(self, name: str) -> F:
         """The function called ``name``; a :class:`ConfigError` listing valid names if none."""
@@ -94,7 +101,9 @@ class Registry(Generic[F]):
                 for p in declared.values()
             }
             config = ConfigDict(extra="forbid", strict=False)
-            model = self._checkers[name] = create_model(f"{name}_hparams", __config__=config, **fields)
+            with warnings.catch_warnings():  # a hyper-parameter called `schema` or `json` shadows nothing we use
+                warnings.filterwarnings("ignore", message="Field name .* shadows an attribute", category=UserWarning)
+                model = self._checkers[name] = create_model(f"{name}_hparams", __config__=config, **fields)
         try:
             checked = model.model_validate(params)
         except ValidationError as err:

@@ -20,7 +20,9 @@ file (:mod:`rlvr.rewards.adapters`); for those ``None`` means "not applicable" (
 term's values, left out of totals and means, never correct).
 
 Built in: ``math`` (the extracted answer equals the gold answer), ``boxed_format`` (a non-empty
-``\\boxed{}``), ``countdown``, ``exact_match``; shaping terms ``overlong`` (DAPO), ``tool_calls``
+``\\boxed{}``), ``countdown``, ``exact_match``, ``multiple_choice`` (a letter or the option's text,
+:mod:`rlvr.rewards.choice`), ``json_parses`` and ``json_schema`` (the final JSON against a JSON
+Schema, :mod:`rlvr.rewards.json_output`); shaping terms ``overlong`` (DAPO), ``tool_calls``
 (a cost per call) and the group reward ``otc`` (OTC-GRPO). Hyper-parameters are the recipe entry's
 other keys (``{name: overlong, weight: 1.0, cache_tokens: 12}``), checked against the signature.
 
@@ -87,11 +89,19 @@ def reward_registry(name: str) -> Registry:
     return REWARDS
 
 
+_FILE_SOURCES: dict[str, str] = {}  # a file reward's name -> the file it was loaded from
+
+
 def register_file_reward(ref: str) -> None:
-    """Load ``file.py:function`` and register it, adapted to its style (TRL, verl or rlvr), as ``ref``."""
-    if any(ref in registry for registry in (REWARDS, BATCH_REWARDS)):
+    """Load ``file.py:function`` and register it, adapted to its style (TRL, verl or rlvr), as ``ref``
+    (again when the same relative name now points at another file)."""
+    source = adapters.source_of(ref)
+    if _FILE_SOURCES.get(ref) == source and any(ref in registry for registry in (REWARDS, BATCH_REWARDS)):
         return
+    for registry in (REWARDS, BATCH_REWARDS):
+        registry.unregister(ref)
     fn = adapters.load_function(ref)
+    _FILE_SOURCES[ref] = source
     style = adapters.style_of(fn, ref)
     if style == "trl":
         BATCH_REWARDS.register(ref, none_allowed=True)(adapters.trl_batch(fn))
@@ -355,3 +365,5 @@ __all__ = [
     "reward_terms",
     "score",
 ]
+from rlvr.rewards import choice as _choice  # noqa: E402, F401
+from rlvr.rewards import json_output as _json_output  # noqa: E402, F401

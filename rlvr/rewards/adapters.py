@@ -30,6 +30,7 @@ output. Limits: file rewards take no hyper-parameters besides ``weight``; TRL's 
 import asyncio
 import importlib
 import inspect
+from pathlib import Path
 from typing import Any
 
 from rlvr.errors import ConfigError
@@ -44,12 +45,22 @@ def is_file_reward(name: str) -> bool:
     return bool(sep and source and function.isidentifier())
 
 
+def source_of(ref: str) -> str:
+    """Where ``ref``'s code lives: the resolved file path, or the module name."""
+    source = ref.rpartition(":")[0]
+    return str(Path(source).expanduser().resolve()) if _is_path(source) else source
+
+
+def _is_path(source: str) -> bool:
+    return source.endswith(".py") or "/" in source or "\\" in source
+
+
 def load_function(ref: str):
     """The function ``ref`` names; ConfigError if the file, the module or the function is missing."""
     from rlvr.rewards import import_plugin
 
     source, _, function = ref.rpartition(":")
-    module = import_plugin(source) if source.endswith(".py") or "/" in source else _import_module(source)
+    module = import_plugin(source) if _is_path(source) else _import_module(source)
     fn = getattr(module, function, None)
     if not callable(fn):
         raise ConfigError(f"reward {ref!r}: {source} has no function {function!r}")

@@ -88,7 +88,9 @@ def test_trl_batch_gets_the_columns_and_scores_the_whole_batch_in_one_call(files
     assert totals == [1.0, 2.0, 0.0, 1.0]  # None adds nothing; 1 + 2 x 0.5
     import sys
 
-    module = next(m for m in sys.modules.values() if getattr(m, "__file__", "").endswith("trl_rewards.py"))
+    module = next(
+        m for m in sys.modules.values() if (getattr(m, "__file__", None) or "") == str(files / "trl_rewards.py")
+    )
     assert module.CALLS == [4]  # batched: one call for four completions
 
 
@@ -220,3 +222,13 @@ def test_recipe_with_trl_and_verl_files_trains_end_to_end(files, tiny_config):
     assert trl == rewards(native, "train/reward/starts_with_a_or_e")
     assert len(trl) == 25 and sum(trl[:3]) / 3 < 0.3 and sum(trl[-3:]) / 3 > 0.7  # it learns
     assert rewards(adapted, "eval/accuracy") == rewards(native, "eval/accuracy")  # the verl verifier agrees
+
+
+def test_the_same_relative_name_in_another_directory_loads_that_file(tmp_path, monkeypatch):
+    ex = example(0)
+    for folder, value in (("one", 0.25), ("two", 0.75)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "r.py").write_text(f"def f(completions, **kw):\n    return [{value}] * len(completions)\n")
+        monkeypatch.chdir(tmp_path / folder)
+        _, parts = score([completion(ex, "x")], None, [("r.py:f", 1.0)])
+        assert parts["r.py:f"] == [value]
