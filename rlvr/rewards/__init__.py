@@ -222,7 +222,7 @@ def _batch_values(terms: list[RewardTerm], items: list[Completion], examples: li
         try:
             out = term.fn(items, examples)
         except Exception as e:
-            raise _batch_error(term.name, e, examples) from e
+            raise _batch_error(term.name, e, items) from e
         if getattr(term.fn, "is_async", False) or inspect.isawaitable(out):
             waiting.append((term, out))
         else:
@@ -230,7 +230,7 @@ def _batch_values(terms: list[RewardTerm], items: list[Completion], examples: li
     if waiting:
         for (term, _), out in zip(waiting, adapters.run_async([c for _, c in waiting]), strict=True):
             if isinstance(out, BaseException):
-                raise _batch_error(term.name, out, examples) from out
+                raise _batch_error(term.name, out, items) from out
             outputs[term.name] = out
     values = {}
     for term in terms:
@@ -245,10 +245,11 @@ def _batch_values(terms: list[RewardTerm], items: list[Completion], examples: li
     return values
 
 
-def _batch_error(name: str, e: BaseException, examples: list[Example]) -> RewardError:
+def _batch_error(name: str, e: BaseException, items: list[Completion]) -> RewardError:
+    """A batch reward cannot say which completion broke it: the batch's first one is named."""
     message = " ".join(str(e).split())[:200]
-    first = f" (first example {examples[0].id!r})" if examples else ""
-    return RewardError(f"reward {name!r} raised {type(e).__name__}: {message} on a batch of {len(examples)}{first}")
+    first = f" (first: {_where(items[0].example, items[0])})" if items else ""
+    return RewardError(f"reward {name!r} raised {type(e).__name__}: {message} on a batch of {len(items)}{first}")
 
 
 def _where(example: Example, completion: Completion) -> str:
