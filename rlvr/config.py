@@ -197,8 +197,9 @@ TrackingBackend = Literal["tensorboard", "wandb", "mlflow", "trackio"]  # rlvr.t
 
 class LogConfig(Section):
     """Where a run's numbers go: metrics.jsonl and samples.jsonl always, plus the ``backends`` named
-    (rlvr.tracking). The old ``tensorboard: true|false`` key still reads: it adds tensorboard to, or
-    removes it from, ``backends`` (recipes, overrides and saved configs alike)."""
+    (rlvr.tracking). The old ``tensorboard: true|false`` key still reads where ``backends`` is not
+    given (recipes, overrides and saved configs alike): false means ``backends: []``. Where both are
+    given, ``backends`` wins, so that a preset's ``log.tensorboard=false`` yields to an explicit list."""
 
     samples_every: int = Field(5, ge=0)  # steps between sample dumps to samples.jsonl; 0: never
     samples_per_dump: int = Field(8, ge=1)
@@ -212,13 +213,14 @@ class LogConfig(Section):
         if not isinstance(value, dict):
             return value
         value = dict(value)
-        backends = value.get("backends", ["tensorboard"])
-        backends = [backends] if isinstance(backends, str) else backends
-        if "tensorboard" in value and isinstance(backends, list):
-            wanted = value.pop("tensorboard")
-            backends = [b for b in backends if b != "tensorboard"] + (["tensorboard"] if wanted else [])
-        if isinstance(backends, list):
-            value["backends"] = list(dict.fromkeys(backends))
+        wanted = value.pop("tensorboard", True)
+        if not isinstance(wanted, bool):
+            raise ValueError(f"log.tensorboard={wanted!r}: true or false (the old form of log.backends)")
+        backends = value.get("backends", ["tensorboard"] if wanted else [])
+        backends = [backends] if isinstance(backends, str) else backends  # log.backends=wandb
+        if isinstance(backends, list) and all(isinstance(b, str) for b in backends):
+            backends = list(dict.fromkeys(backends))
+        value["backends"] = backends
         return value
 
     @property

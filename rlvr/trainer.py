@@ -39,6 +39,7 @@ from rlvr.rewards.mix import reward_mix, verifier_reward
 from rlvr.rollout import SamplingParams, make_engine
 from rlvr.samplers import ShuffledSampler
 from rlvr.tasks import make_task
+from rlvr.tracking import check_installed
 from rlvr.types import Completion, Example
 
 
@@ -359,6 +360,7 @@ def save(run: Run) -> None:
 def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     """Build the run; if that fails, a run directory this call created is removed again (a failed
     start leaves nothing behind) and one that held a run is left as it was."""
+    check_installed(config.log.backends)  # a missing tracking extra fails before the model loads
     run_dir = Path(run_dir or config.run_dir or default_run_dir(config))
     checkpoints = ckpt.list_checkpoints(run_dir)
     if not resume and checkpoints:
@@ -373,7 +375,7 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     (run_dir / "config.yaml").write_text(to_yaml(config))
-    run.logger = logger = MetricsLogger(run_dir, tensorboard=config.log.tensorboard, console=config.log.console)
+    run.logger = logger = MetricsLogger.for_run(config, run_dir, resume)
     logger.print(f"run directory: {run_dir}" + (f" (resumed at step {run.step})" if resume else ""))
     logger.print(precision_line(run))
     return run
