@@ -161,3 +161,4 @@ from rlvr.tasks import countdown as _countdown  # noqa: E402, F401
 from rlvr.tasks import dataset as _dataset  # noqa: E402, F401
 from rlvr.tasks import jsonl as _jsonl  # noqa: E402, F401
 from rlvr.tasks import multihop as _multihop  # noqa: E402, F401
+from rlvr.tasks import reasoning_gym as _reasoning_gym  # noqa: E402, F401
