@@ -137,3 +137,18 @@ def test_answer_field_null_reads_data_without_gold(tmp_path):
     path = write_jsonl(tmp_path / "open.jsonl", [{"prompt": f"write {i}", "tests": [f"t{i}"]} for i in range(20)])
     train = make_task("dataset", path=path, answer_field=None, eval_percent=20, eval_size=1).split("train")
     assert train[0].answer == "" and train[0].meta["tests"] == ["t0"]
+
+
+def test_gsm8k_style_rows_give_the_jsonl_tasks_examples(tmp_path):
+    rows = [
+        {"question": f"Tom has {i} apples. How many?", "answer": f"He has {i}.\n#### {i:,}"} for i in range(1000, 1060)
+    ]
+    train_file = write_jsonl(tmp_path / "train.jsonl", rows[:50])
+    eval_file = write_jsonl(tmp_path / "test.jsonl", rows[50:])
+    instruction = " Put the final answer in \\boxed{}."
+    ours = make_task("dataset", path=train_file, eval_path=eval_file, instruction=instruction)
+    theirs = make_task("jsonl", path=train_file, eval_path=eval_file, instruction=instruction)
+    for split in ("train", "eval"):
+        a, b = ours.split(split), theirs.split(split)
+        assert [(e.prompt, e.answer) for e in a] == [(e.prompt, e.answer) for e in b]
+    assert ours.split("eval")[0].answer == "1050"  # thousands comma dropped after ####
