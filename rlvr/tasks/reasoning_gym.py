@@ -177,18 +177,23 @@ def from_json(value: Any) -> Any:
     return value
 
 
-def generate(name: str, generator, seed: int, count: int, skip: set[str], key: str) -> list[tuple[int, dict]]:
-    """``count`` (index, item) pairs from index 0 on, skipping questions in ``skip``; at most 10 x count + 100
-    draws (a space too small is a DataError, not a hang)."""
-    out, index, limit = [], 0, 10 * count + 100
+def generate(
+    name: str, generator, seed: int, count: int, skip: set[str], key: str, distinct: bool = False
+) -> list[tuple[int, dict]]:
+    """``count`` (index, item) pairs from index 0 on, skipping questions in ``skip`` (and, ``distinct``,
+    repeats); at most 10 x count + 100 draws (a space too small is a DataError, not a hang)."""
+    out, skip, index, limit = [], set(skip), 0, 10 * count + 100
     while len(out) < count and index < limit:
         item = _item(name, generator, seed, index)
         if item["question"] not in skip:
             out.append((index, item))
+            if distinct:
+                skip.add(item["question"])
         index += 1
     if len(out) < count:
+        kind = "distinct questions" if distinct else "usable questions"
         raise DataError(
-            f"{key}: reasoning-gym dataset {name!r} gave only {len(out)} usable questions in {index} draws for "
+            f"{key}: reasoning-gym dataset {name!r} gave only {len(out)} {kind} in {index} draws for "
             f"{count} wanted; its problem space is too small (lower the size or widen its options in task.config)"
         )
     return out
@@ -196,19 +201,7 @@ def generate(name: str, generator, seed: int, count: int, skip: set[str], key: s
 
 def draw_eval(name: str, generator, seed: int, count: int) -> list[tuple[int, dict]]:
     """The first ``count`` distinct questions from index 0 on (a repeat is skipped)."""
-    out, seen, index, limit = [], set(), 0, 10 * count + 100
-    while len(out) < count and index < limit:
-        item = _item(name, generator, seed, index)
-        if item["question"] not in seen:
-            seen.add(item["question"])
-            out.append((index, item))
-        index += 1
-    if len(out) < count:
-        raise DataError(
-            f"task.eval_size: reasoning-gym dataset {name!r} gave only {len(out)} distinct questions in {index} draws "
-            f"for {count} eval problems; its problem space is too small (lower eval_size or widen task.config)"
-        )
-    return out
+    return generate(name, generator, seed, count, set(), "task.eval_size", distinct=True)
 
 
 def _item(name: str, generator, seed: int, index: int) -> dict:
