@@ -29,10 +29,13 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
-def vote_key(text: str) -> str | None:
+def vote_key(text: str, example=None) -> str | None:
     """The answer a completion votes for in maj@k: the final answer as the ``math`` reward extracts it
     (last ``\\boxed{}``, else after ``####``, else the last number), whitespace and thousands commas
-    dropped, numbers in lowest terms (``8.0``, ``8`` and ``16/2`` are one vote). None: no answer, no vote."""
+    dropped, numbers in lowest terms (``8.0``, ``8`` and ``16/2`` are one vote). None: no answer, no vote.
+
+    The default; a verifier registered with a ``vote_key`` trait votes its own way (``multiple_choice``:
+    the letter), and one registered with ``vote_key=None`` (code, JSON) reports no maj@k."""
     answer = extract_answer(text)
     if answer is None:
         return None
@@ -90,12 +93,14 @@ def evaluate(
         groups = generate(engine, examples, samples, sampling)
     completions = [c for g in groups for c in g]
     values = reward_values(check, completions, [c.example for c in completions])
-    correct_counts, majority, lengths, truncated, rows = [], {k: 0 for k in ks_for(samples)[1:]}, [], [], []
+    votes = check.traits.get("vote_key", vote_key)
+    correct_counts, lengths, truncated, rows = [], [], [], []
+    majority = {k: 0 for k in ks_for(samples)[1:]} if votes is not None else {}
     for i, (example, group) in enumerate(zip(examples, groups, strict=True)):
         scores = values[i * samples : (i + 1) * samples]
         oks = [not isnan(v) and v >= 1.0 for v in scores]
         correct_counts.append(sum(oks))
-        keys = [vote_key(c.response) for c in group]
+        keys = [votes(c.response, example) for c in group] if majority else []
         for k in majority:
             majority[k] += majority_correct(keys[:k], oks[:k])
         for j, (completion, value, ok) in enumerate(zip(group, scores, oks, strict=True)):
@@ -124,7 +129,8 @@ def evaluate(
         metrics |= {f"eval/{k}": v for k, v in tool_metrics([c for g in groups for c in g]).items()}
     for k in ks_for(samples)[1:]:
         metrics[f"eval/pass@{k}"] = sum(pass_at_k(samples, c, k) for c in correct_counts) / n
-        metrics[f"eval/maj@{k}"] = majority[k] / n
+        if k in majority:
+            metrics[f"eval/maj@{k}"] = majority[k] / n
     return EvalResult(metrics, rows)
 
 

@@ -97,3 +97,23 @@ def test_maj_at_k_differs_from_pass_at_k(monkeypatch):
     assert m["eval/pass@4"] == 1.0
     assert m["eval/maj@4"] == 0.5 and m["eval/maj@2"] == 0.5
     assert [r["sample"] for r in result.rows] == [0, 1, 2, 3] * 2
+
+
+def test_a_verifier_votes_its_own_way_or_not_at_all(monkeypatch):
+    """multiple_choice votes on letters ("B" and "(B)" are one vote); json_schema reports no maj@k."""
+    import rlvr.evaluate
+    from rlvr.evaluate import evaluate
+    from rlvr.types import Completion, Example
+
+    texts = {"mc": ["Answer: B", "(B)", "Answer: A"], "js": ['{"a": 1}', "{}", "no"]}
+    mc = Example("mc", [], "B", {"choices": ["x", "y", "z"]})
+    js = Example("js", [], '{"a": 1}', {"schema": {"type": "object", "required": ["a"]}})
+
+    def fake_generate(engine, examples, n, sampling):
+        return [[Completion(e, t, [], [1], [0.0], [1], "stop") for t in texts[e.id]] for e in examples]
+
+    monkeypatch.setattr(rlvr.evaluate, "generate", fake_generate)
+    chosen = evaluate(None, [mc], "multiple_choice", None, samples=3).metrics
+    assert chosen["eval/maj@2"] == 1.0 and chosen["eval/accuracy"] == pytest.approx(2 / 3)
+    schema = evaluate(None, [js], "json_schema", None, samples=3).metrics
+    assert "eval/maj@2" not in schema and schema["eval/pass@2"] == pytest.approx(2 / 3)  # 1 - C(2,2)/C(3,2)

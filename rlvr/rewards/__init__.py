@@ -49,7 +49,7 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import isfinite, isnan
 from numbers import Real
 from pathlib import Path
@@ -116,7 +116,8 @@ def bind_reward(name: str, params: dict | None = None, key: str = "rewards") -> 
     registry = reward_registry(name)
     fn = registry.bind(name, params or {}, key)
     kind = "group" if registry is GROUP_REWARDS else "batch" if registry is BATCH_REWARDS else "completion"
-    return RewardTerm(name, 1.0, fn, kind, registry.traits(name).get("none_allowed", False))
+    traits = registry.traits(name)
+    return RewardTerm(name, 1.0, fn, kind, traits.get("none_allowed", False), traits)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class RewardTerm:
     fn: Callable
     kind: str  # "completion" | "group" | "batch": which registry's signature fn has
     none_allowed: bool = False  # None means "not applicable" (TRL's convention; file rewards)
+    traits: dict = field(default_factory=dict)  # from registration: vote_key (maj@k's answer; None: no vote), ...
 
     @property
     def per_group(self) -> bool:
@@ -150,7 +152,7 @@ def reward_terms(specs: Sequence) -> list[RewardTerm]:
         if not isfinite(weight):
             raise ConfigError(f"rewards: weight of {name!r} must be finite, got {weight}")
         term = bind_reward(name, params, f"rewards[{i}]")
-        terms.append(RewardTerm(name, float(weight), term.fn, term.kind, term.none_allowed))
+        terms.append(RewardTerm(name, float(weight), term.fn, term.kind, term.none_allowed, term.traits))
     names = [t.name for t in terms]
     if len(set(names)) != len(names):
         raise ConfigError(f"rewards: each reward may be listed once, got {names}")
@@ -187,7 +189,7 @@ def score(
     terms = reward_terms(specs)
     if verifier is not None and verifier not in {t.name for t in terms}:
         check = bind_reward(verifier, key="eval.verifier")
-        check = RewardTerm(verifier, 0.0, check.fn, check.kind, check.none_allowed)
+        check = RewardTerm(verifier, 0.0, check.fn, check.kind, check.none_allowed, check.traits)
     else:
         check = None
     components: dict[str, list[float]] = {}

@@ -325,7 +325,16 @@ def _from_last_line(cleaned: str, options: Mapping[str, str], text_match: bool) 
     return _read(last, options, text_match=text_match, contains=False)
 
 
-@REWARDS.register("multiple_choice")
+def _vote(text: str, example: Example) -> str | None:
+    """maj@k votes on the letter (no options on the example: no vote)."""
+    choices = example.meta.get("choices") if example is not None else None
+    try:
+        return extract_choice(text, choices) if choices else None
+    except (TypeError, ValueError):
+        return None
+
+
+@REWARDS.register("multiple_choice", vote_key=_vote)
 def multiple_choice(
     completion: Completion | str,
     example: Example,

@@ -179,7 +179,7 @@ def _check_recipe_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None
     return schema
 
 
-@REWARDS.register("json_parses")
+@REWARDS.register("json_parses", vote_key=None)  # no maj@k: JSON values are not votes
 def json_parses(completion: Completion | str, example: Example) -> float:
     """1.0 if the completion has a final JSON value (a fenced ``json`` block that parses, else a
     top-level object or array that parses), else 0.0; the schema is not looked at."""
@@ -187,7 +187,7 @@ def json_parses(completion: Completion | str, example: Example) -> float:
     return 1.0 if found else 0.0
 
 
-@REWARDS.register("json_schema")
+@REWARDS.register("json_schema", vote_key=None)
 def json_schema(
     completion: Completion | str,
     example: Example,

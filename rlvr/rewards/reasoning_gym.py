@@ -98,7 +98,7 @@ def _scores_gold(dataset, entry: dict, answer: str) -> bool:
     return True
 
 
-@REWARDS.register("reasoning_gym")
+@REWARDS.register("reasoning_gym", vote_key=lambda text, example: extract_tagged_answer(text, fallback="last_number"))
 def reasoning_gym_reward(completion: Completion | str, example: Example, *, fallback: Fallback = "boxed") -> float:
     """reasoning-gym's ``score_answer`` of the tagged answer for this example's source dataset, in [0, 1]."""
     answer = extract_tagged_answer(model_text(completion), fallback=fallback)
