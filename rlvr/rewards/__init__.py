@@ -369,5 +369,6 @@ __all__ = [
     "score",
 ]
 from rlvr.rewards import choice as _choice  # noqa: E402, F401
+from rlvr.rewards import code as _code  # noqa: E402, F401
 from rlvr.rewards import json_output as _json_output  # noqa: E402, F401
 from rlvr.rewards import reasoning_gym as _reasoning_gym  # noqa: E402, F401

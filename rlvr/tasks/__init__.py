@@ -157,6 +157,7 @@ def draw_splits(
 
 # Imported last: these modules register their factories into TASKS, defined above.
 from rlvr.tasks import arithmetic as _arithmetic  # noqa: E402, F401
+from rlvr.tasks import code as _code  # noqa: E402, F401
 from rlvr.tasks import countdown as _countdown  # noqa: E402, F401
 from rlvr.tasks import dataset as _dataset  # noqa: E402, F401
 from rlvr.tasks import jsonl as _jsonl  # noqa: E402, F401

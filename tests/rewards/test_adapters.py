@@ -124,7 +124,9 @@ def test_a_function_without_kwargs_gets_only_its_own_arguments(files):
 
 def test_failures_name_the_reward_and_the_batch(files):
     items = [completion(example(0), "x"), completion(example(1), "y")]
-    with pytest.raises(RewardError, match=r"reward 'trl_rewards.py:broken' raised KeyError.*batch of 2.*'ex:0', completion 'x'"):
+    with pytest.raises(
+        RewardError, match=r"reward 'trl_rewards.py:broken' raised KeyError.*batch of 2.*'ex:0', completion 'x'"
+    ):
         score(items, None, [("trl_rewards.py:broken", 1.0)])
     with pytest.raises(RewardError, match="returned 1 values for a batch of 2"):
         score(items, None, [("trl_rewards.py:short", 1.0)])
