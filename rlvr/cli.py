@@ -363,12 +363,13 @@ def cmd_recipes(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from rlvr.rewards import GROUP_REWARDS, REWARDS
+    from rlvr.rewards import BATCH_REWARDS, GROUP_REWARDS, REWARDS
     from rlvr.tasks import TASKS
 
     print("tasks:   " + ", ".join(TASKS.names()))
     print("rewards: " + ", ".join(REWARDS.names()))
     print("group rewards: " + ", ".join(GROUP_REWARDS.names()))
+    print("batch rewards: " + ", ".join(BATCH_REWARDS.names()))
     print("from a file: file.py:function (a TRL, verl or rlvr reward function; docs/data.md)")
     return 0
 
