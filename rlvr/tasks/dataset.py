@@ -69,6 +69,17 @@ def dataset(
     """A task from a dataset file or directory; ``answer_field: null`` for data with no gold answer
     (rewards read the other columns)."""
     check_params("dataset", eval_percent=eval_percent, eval_size=eval_size)
+    for key, value in (("path", path), ("split", split), ("prompt_field", prompt_field), ("instruction", instruction)):
+        if not isinstance(value, str) or (key != "instruction" and not value):
+            raise ConfigError(f"task.{key} must be a non-empty string, got {value!r}")
+    for key, value in (("eval_path", eval_path), ("eval_split", eval_split), ("answer_field", answer_field),
+                       ("system_prompt", system_prompt)):  # fmt: skip
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"task.{key} must be a string or null, got {value!r}")
+    try:
+        json.dumps(chat_template_kwargs or {})
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"task.chat_template_kwargs must hold plain values (strings, numbers): {err}") from None
     shape = RowShape(prompt_field, answer_field, system_prompt, instruction, chat_template, chat_template_kwargs or {})
     rows = read_examples(path, split, shape)
     if eval_path is not None or eval_split is not None:

@@ -152,3 +152,22 @@ def test_gsm8k_style_rows_give_the_jsonl_tasks_examples(tmp_path):
         a, b = ours.split(split), theirs.split(split)
         assert [(e.prompt, e.answer) for e in a] == [(e.prompt, e.answer) for e in b]
     assert ours.split("eval")[0].answer == "1050"  # thousands comma dropped after ####
+
+
+def test_template_kwargs_must_be_plain_values(tmp_path):
+    import datetime
+
+    from rlvr.errors import ConfigError
+
+    path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"p{i}", "answer": "1"} for i in range(20)])
+    with pytest.raises(ConfigError, match="task.chat_template_kwargs must hold plain values"):
+        make_task("dataset", path=path, chat_template_kwargs={"when": datetime.date(2026, 1, 1)})
+
+
+@pytest.mark.parametrize("key", ["path", "prompt_field", "eval_path", "answer_field", "system_prompt"])
+def test_a_non_string_key_is_a_config_error(key):
+    from rlvr.errors import ConfigError
+
+    params = {"path": "x.jsonl", key: 5}
+    with pytest.raises(ConfigError, match=f"task.{key} must be"):
+        make_task("dataset", **params)
