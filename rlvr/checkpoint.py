@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rlvr.atomic import atomic_folder
-from rlvr.errors import TrainingError
+from rlvr.errors import TrainingError, one_line
 
 PREFIX = "step-"
 
@@ -190,11 +190,7 @@ def push_to_hub(folder: Path, repo_id: str, private: bool = True) -> str:
         api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="rlvr: final policy")
     except Exception as err:
         raise TrainingError(
-            f"checkpoint.push_to_hub={repo_id!r}: upload failed ({type(err).__name__}: {_one_line(err)}); "
+            f"checkpoint.push_to_hub={repo_id!r}: upload failed ({type(err).__name__}: {one_line(err)}); "
             f"{folder} is saved: upload it later with `hf upload {repo_id} {folder}`"
         ) from None
     return str(url)
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())[:200]

@@ -5,6 +5,11 @@ is shown only with ``--debug``. Anything else that escapes is a bug in rlvr, not
 """
 
 
+def one_line(err: BaseException, limit: int = 200) -> str:
+    """``err``'s message on one line, at most ``limit`` characters (for messages that quote a library's)."""
+    return " ".join(str(err).split())[:limit]
+
+
 class RlvrError(Exception):
     """Base class for errors a user can act on."""
 

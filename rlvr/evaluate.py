@@ -7,11 +7,10 @@ the end), so the numbers in a run and from the CLI are the same computation.
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from math import comb, isnan
 
 from rlvr.rewards import RewardTerm, bind_reward, reward_values
-from rlvr.rewards.math import extract_answer
+from rlvr.rewards.math import extract_answer, plain_number
 from rlvr.rollout import RolloutEngine, SamplingParams, generate
 from rlvr.types import Example
 
@@ -39,11 +38,8 @@ def vote_key(text: str, example=None) -> str | None:
     answer = extract_answer(text)
     if answer is None:
         return None
-    key = "".join(answer.split()).replace(",", "")
-    try:
-        return str(Fraction(key))
-    except (ValueError, ZeroDivisionError):
-        return key
+    number = plain_number(answer)
+    return str(number) if number is not None else "".join(answer.split())
 
 
 def majority_correct(keys: list[str | None], correct: list[bool]) -> bool:

@@ -49,13 +49,13 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import isfinite, isnan
 from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from rlvr.errors import ConfigError, RewardError
+from rlvr.errors import ConfigError, RewardError, one_line
 from rlvr.registry import Registry
 from rlvr.rewards import adapters
 from rlvr.types import Completion, Example
@@ -151,8 +151,7 @@ def reward_terms(specs: Sequence) -> list[RewardTerm]:
             name, weight, params = spec.name, spec.weight, spec.params()
         if not isfinite(weight):
             raise ConfigError(f"rewards: weight of {name!r} must be finite, got {weight}")
-        term = bind_reward(name, params, f"rewards[{i}]")
-        terms.append(RewardTerm(name, float(weight), term.fn, term.kind, term.none_allowed, term.traits))
+        terms.append(replace(bind_reward(name, params, f"rewards[{i}]"), weight=float(weight)))
     names = [t.name for t in terms]
     if len(set(names)) != len(names):
         raise ConfigError(f"rewards: each reward may be listed once, got {names}")
@@ -188,8 +187,7 @@ def score(
     items = [as_completion(c, ex) for c, ex in zip(completions, examples, strict=True)]
     terms = reward_terms(specs)
     if verifier is not None and verifier not in {t.name for t in terms}:
-        check = bind_reward(verifier, key="eval.verifier")
-        check = RewardTerm(verifier, 0.0, check.fn, check.kind, check.none_allowed, check.traits)
+        check = replace(bind_reward(verifier, key="eval.verifier"), weight=0.0)
     else:
         check = None
     components: dict[str, list[float]] = {}
@@ -249,7 +247,7 @@ def _batch_values(terms: list[RewardTerm], items: list[Completion], examples: li
 
 def _batch_error(name: str, e: BaseException, items: list[Completion]) -> RewardError:
     """A batch reward cannot say which completion broke it: the batch's first one is named."""
-    message = " ".join(str(e).split())[:200]
+    message = one_line(e)
     first = f" (first: {_where(items[0].example, items[0])})" if items else ""
     return RewardError(f"reward {name!r} raised {type(e).__name__}: {message} on a batch of {len(items)}{first}")
 
@@ -269,7 +267,7 @@ def _group_values(term: RewardTerm, items: list[Completion], components, verifie
         try:
             out = list(term.fn(group, correct))
         except Exception as e:
-            message = " ".join(str(e).split())[:200]
+            message = one_line(e)
             raise RewardError(f"reward {term.name!r} raised {type(e).__name__}: {message} {where}") from e
         if len(out) != len(group):
             raise RewardError(f"reward {term.name!r} returned {len(out)} values for a group of {len(group)} {where}")
@@ -286,7 +284,7 @@ def call_reward(name: str, fn: RewardFn, completion: Completion, example: Exampl
     try:
         value = fn(completion, example)
     except Exception as e:
-        message = " ".join(str(e).split())[:200]
+        message = one_line(e)
         raise RewardError(f"reward {name!r} raised {type(e).__name__}: {message} {where}") from e
     return _checked(name, value, where, none_allowed)
 
@@ -313,7 +311,7 @@ def load_reward_plugins(module_paths: list[str]) -> None:
 
 def import_plugin(spec: str):
     """The module of plugin ``spec`` (a file path or a module name), imported once; ConfigError if it fails."""
-    if spec.endswith(".py") or "/" in spec or "\\" in spec:
+    if adapters.is_path(spec):
         return _load_file(spec)
     try:
         return importlib.import_module(spec)

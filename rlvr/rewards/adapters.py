@@ -28,7 +28,6 @@ output. Limits: file rewards take no hyper-parameters besides ``weight``; TRL's 
 """
 
 import asyncio
-import importlib
 import inspect
 from pathlib import Path
 from typing import Any
@@ -48,10 +47,11 @@ def is_file_reward(name: str) -> bool:
 def source_of(ref: str) -> str:
     """Where ``ref``'s code lives: the resolved file path, or the module name."""
     source = ref.rpartition(":")[0]
-    return str(Path(source).expanduser().resolve()) if _is_path(source) else source
+    return str(Path(source).expanduser().resolve()) if is_path(source) else source
 
 
-def _is_path(source: str) -> bool:
+def is_path(source: str) -> bool:
+    """A plugin or reward source given as a file path (else a module name)."""
     return source.endswith(".py") or "/" in source or "\\" in source
 
 
@@ -60,18 +60,11 @@ def load_function(ref: str):
     from rlvr.rewards import import_plugin
 
     source, _, function = ref.rpartition(":")
-    module = import_plugin(source) if _is_path(source) else _import_module(source)
+    module = import_plugin(source)
     fn = getattr(module, function, None)
     if not callable(fn):
         raise ConfigError(f"reward {ref!r}: {source} has no function {function!r}")
     return fn
-
-
-def _import_module(name: str):
-    try:
-        return importlib.import_module(name)
-    except ImportError as e:
-        raise ConfigError(f"reward module {name!r} not found ({e})") from e
 
 
 def style_of(fn, ref: str) -> str:

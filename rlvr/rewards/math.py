@@ -66,7 +66,7 @@ def extract_answer(text: str) -> str | None:
     return numbers[-1] if numbers else None
 
 
-def _plain_number(text: str) -> Fraction | None:
+def plain_number(text: str) -> Fraction | None:
     """``text`` as an exact number if it is a plain one (``$1,234.``, ``-0.5``, ``3/4``), else None."""
     s = text.strip().removeprefix("\\$").removeprefix("$").removesuffix("$").strip().rstrip(".")
     s = _THOUSANDS.sub("", s)
@@ -80,7 +80,7 @@ def _plain_number(text: str) -> Fraction | None:
 
 def answers_match(predicted: str, gold: str) -> bool:
     """True if ``predicted`` is mathematically equal to ``gold``; False for anything unparsable."""
-    p, g = _plain_number(predicted), _plain_number(gold)
+    p, g = plain_number(predicted), plain_number(gold)
     if p is not None and g is not None:
         return p == g
     if len(predicted) > MAX_VERIFY_CHARS or len(gold) > MAX_VERIFY_CHARS:

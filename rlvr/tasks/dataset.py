@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rlvr.errors import ConfigError, DataError
+from rlvr.errors import ConfigError, DataError, one_line
 from rlvr.tasks import TASKS, ListTask, Task, check_params, is_eval_key
 from rlvr.tasks.jsonl import gold_answer
 from rlvr.types import Example, Messages
@@ -140,7 +140,7 @@ def read_rows(path: str, split: str) -> tuple[list[dict[str, Any]], str]:
             rows = list(datasets.load_dataset(builder, data_files=str(source), split="train"))
         except Exception as err:
             if builder != "json":
-                raise DataError(f"{path}: cannot read as {builder}: {_one_line(err)}") from None
+                raise DataError(f"{path}: cannot read as {builder}: {one_line(err, 300)}") from None
             rows = _json_rows(source, path, err)
     if source.suffix.lower() == ".jsonl":
         return rows, "line"
@@ -151,7 +151,7 @@ def _saved_rows(datasets, source: Path, path: str, split: str) -> list[dict[str,
     try:
         saved = datasets.load_from_disk(str(source))
     except Exception as err:
-        raise DataError(f"{path}: not a dataset saved with save_to_disk ({_one_line(err)})") from None
+        raise DataError(f"{path}: not a dataset saved with save_to_disk ({one_line(err, 300)})") from None
     if isinstance(saved, datasets.DatasetDict):
         if split not in saved:
             raise DataError(f"{path}: no split {split!r} (splits: {', '.join(saved)}); set task.split")
@@ -170,7 +170,7 @@ def _json_rows(source: Path, path: str, err: Exception) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             if source.suffix.lower() == ".json" and n == 1:
-                raise DataError(f"{path}: cannot read as JSON: {_one_line(err)}") from None
+                raise DataError(f"{path}: cannot read as JSON: {one_line(err, 300)}") from None
             raise DataError(f"{path} line {n}: invalid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(row, dict):
             raise DataError(f"{path} line {n}: expected a JSON object, got {type(row).__name__}")
@@ -303,7 +303,3 @@ def _quiet(datasets) -> Iterator[None]:
         datasets.utils.logging.set_verbosity(level)
         if bars:
             datasets.utils.logging.enable_progress_bar()
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())[:300]
