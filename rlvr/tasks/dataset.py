@@ -276,8 +276,9 @@ def _distinct(examples: list[Example]) -> list[Example]:
     seen: set[str] = set()
     out = []
     for example in examples:
-        if _key(example) not in seen:
-            seen.add(_key(example))
+        key = _key(example)
+        if key not in seen:
+            seen.add(key)
             out.append(example)
     return out
 
