@@ -99,6 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     train.set_defaults(handler=cmd_train)
 
+    sft = commands.add_parser(
+        "sft",
+        help="supervised fine-tuning on demonstrations (a recipe's SFT stages; default recipe: sft)",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sft.add_argument(
+        "recipe", nargs="?", help="recipe name or YAML path; its sft stages run, or one of train.steps; default: sft"
+    )
+    sft.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=30 demos.path=my.jsonl")
+    sft.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    sft.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    sft.set_defaults(handler=cmd_sft)
+
+    demos = commands.add_parser("demos", help="write a task's generated demonstrations to a JSONL file")
+    demos.add_argument("recipe", nargs="?", help="recipe whose task and tool to use (default: sft)")
+    demos.add_argument("overrides", nargs="*", help="key=value overrides, e.g. demos.size=64 task.digits=2")
+    demos.add_argument("--out", required=True, help="the JSONL file to write (prompt / completion / answer rows)")
+    demos.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    demos.set_defaults(handler=cmd_demos)
+
     ev = commands.add_parser("eval", help="evaluate a model on a task's held-out split")
     ev.add_argument(
         "--model",
@@ -150,11 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_train(args) -> int:
+def cmd_sft(args) -> int:
+    """``rlvr sft``: ``rlvr train`` with only the recipe's SFT stages (one of ``train.steps`` if it has none)."""
+    return cmd_train(args, sft_only=True)
+
+
+def cmd_train(args, sft_only: bool = False) -> int:
     from rlvr.config import load_config, split_recipe_and_overrides, validate
     from rlvr.trainer import train
 
     recipe, overrides = split_recipe_and_overrides(args.recipe, args.overrides)
+    if sft_only and recipe is None and not args.resume:
+        recipe = "sft"
     if args.resume:
         import yaml
 
@@ -175,9 +203,62 @@ def cmd_train(args) -> int:
         run_dir = train(config, Path(args.resume), resume=True)
     else:
         config = load_config(recipe, overrides)
+        if sft_only:
+            config = sft_stages_only(config)
         run_dir = train(config)
     print(f"run finished: {run_dir}  (metrics.jsonl, samples.jsonl, tensorboard/, final/)")
     return 0
+
+
+def sft_stages_only(config):
+    """The config with only its SFT stages; a recipe without stages gets one SFT stage of ``train.steps``."""
+    from rlvr.config import validate
+
+    stages = [s.model_dump() for s in config.stages if s.kind == "sft"]
+    if config.stages and not stages:
+        raise ConfigError(f"rlvr sft: recipe {config.recipe!r} has no stage of kind sft (its stages are all rl)")
+    raw = config.model_dump(mode="json")
+    raw["stages"] = stages or [{"kind": "sft", "steps": config.train.steps}]
+    return validate(raw, source=f"recipe {config.recipe}")
+
+
+def cmd_demos(args) -> int:
+    """Write the recipe task's generated demonstrations (``demos.size`` of them) as JSONL rows a run can
+    read back with ``demos.path``: the task's prompt, the completion as assistant and tool pieces, the answer."""
+    from rlvr.config import load_config, split_recipe_and_overrides
+    from rlvr.demos import make_bank
+    from rlvr.models import load_model
+    from rlvr.tasks import make_task
+
+    recipe, overrides = split_recipe_and_overrides(args.recipe, args.overrides)
+    config = load_config(recipe or "sft", overrides)
+    if config.demos.path:
+        raise ConfigError("rlvr demos writes generated demonstrations: drop demos.path")
+    task = make_task(config.task.name, **config.task.params())
+    _, tokenizer = load_model(config.model.name, seed=config.train.seed)  # the template renders the tool's turns
+    bank = make_bank(config, task.split("train"), tokenizer)
+    try:
+        rows = [demo_row(bank.demo(i)) for i in range(len(bank))]
+    finally:
+        bank.close()
+    out = Path(args.out)
+    partial = out.with_name(out.name + ".partial")  # written whole, then renamed: never half a file
+    partial.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    os.replace(partial, out)
+    print(f"wrote {len(rows)} demonstrations of task {config.task.name!r} to {args.out}")
+    return 0
+
+
+def demo_row(demo) -> dict:
+    """A demonstration as a JSONL row of the prompt / completion shape (rlvr.demos.files)."""
+    pieces = [{"role": "assistant" if trained else "tool", "content": text} for text, trained in demo.segments]
+    completion = pieces[0]["content"] if len(pieces) == 1 else pieces
+    return {
+        "id": demo.example.id,
+        "prompt": demo.example.prompt,
+        "completion": completion,
+        "answer": demo.example.answer,
+    }
 
 
 def eval_config(model: str | None, recipe: str | None, overrides: list[str]):

@@ -37,9 +37,12 @@ def collect(
     verifier: str,
     sampling: SamplingParams,
     terms: list[RewardTerm],
+    demos=None,
 ) -> StepBatch:
     """Roll out ``prompts_per_step`` groups and score what the model wrote; with dynamic sampling,
-    replace groups whose rewards all agree (they carry no gradient) by fresh prompts."""
+    replace groups whose rewards all agree (they carry no gradient) by fresh prompts. ``demos`` (a
+    :class:`rlvr.demos.DemoBank`) guides the groups of prompts that have one when ``sft.group_demos``
+    or ``sft.prefix_rollouts`` ask for it (:mod:`rlvr.demos.guided`)."""
     group = cfg.rollout.group_size
     kept: list[Completion] = []
     kept_rewards: list[float] = []
@@ -53,7 +56,13 @@ def collect(
         started = time.perf_counter()
         wanted = cfg.rollout.prompts_per_step - len(kept) // group
         examples = [train_set[i] for i in sampler.next(wanted)]
-        completions = [c for g in sample_groups(cfg, engine, examples, group, sampling) for c in g]
+        if demos is not None and (cfg.sft.group_demos or cfg.sft.prefix_rollouts):
+            from rlvr.demos.guided import guided_groups
+
+            groups = guided_groups(cfg, engine, examples, group, sampling, demos, sample_groups)
+        else:
+            groups = sample_groups(cfg, engine, examples, group, sampling)
+        completions = [c for g in groups for c in g]
         rolled = time.perf_counter()
         totals, parts = score(completions, None, terms, verifier=verifier, group_size=group)
         reward_time += time.perf_counter() - rolled

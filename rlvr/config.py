@@ -15,14 +15,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rlvr.config_base import Component, Section
+from rlvr.config_sft import SFT_COMPONENT_DEFAULTS, DemosConfig, SftConfig, Stage
 from rlvr.errors import ConfigError
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = "grpo"
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, ser_json_inf_nan="constants")
 
 
 class ModelConfig(Section):
@@ -40,23 +38,6 @@ class TaskConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     name: str = "arithmetic"
-
-    def params(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-class Component(BaseModel):
-    """A registered function by ``name`` plus its own hyper-parameters (every other key), checked
-    against the function's signature at load (:meth:`rlvr.registry.Registry.resolve`). A bare
-    string is the name with the function's defaults: ``algo.policy_loss: gspo``."""
-
-    model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")  # .inf stays .inf in config.yaml
-    name: str
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
 
     def params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -253,11 +234,15 @@ class RunConfig(Section):
     eval: EvalConfig = EvalConfig()
     log: LogConfig = LogConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    demos: DemosConfig = DemosConfig()
+    sft: SftConfig = SftConfig()
+    stages: list[Stage] = []  # [{kind: sft, steps: 30}, {kind: rl, steps: 20}]; none: one RL stage of train.steps
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "RunConfig":
         if not self.rewards:
             raise ValueError("rewards: at least one reward is needed")
+        check_stages(self)
         algo = self.algo
         if self.tools.cost != "none" and self.tools.env == "none":
             raise ValueError(f"tools.cost={self.tools.cost} needs a tool: set tools.env (python or search)")
@@ -282,6 +267,21 @@ class RunConfig(Section):
                 f"{steps_per_batch} completions per step (prompts_per_step x group_size)"
             )
         return self
+
+
+def check_stages(config: "RunConfig") -> None:
+    """``stages`` set ``train.steps`` (their sum, whatever the recipe says); what mixing demonstrations
+    into RL asks of the rollout."""
+    if config.stages:  # they decide the run's length (an override of both is refused in load_config)
+        config.train.steps = sum(stage.steps for stage in config.stages)
+    sft, group = config.sft, config.rollout.group_size
+    if sft.group_demos + sft.prefix_rollouts >= group:
+        raise ValueError(
+            f"sft.group_demos={sft.group_demos} + sft.prefix_rollouts={sft.prefix_rollouts} must leave at least one "
+            f"sampled rollout in each group of rollout.group_size={group}"
+        )
+    if sft.prefix_rollouts and config.tools.env != "none":
+        raise ValueError("sft.prefix_rollouts (Prefix-RFT) is single-turn only: it needs tools.env=none")
 
 
 def split_recipe_and_overrides(recipe: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
@@ -322,6 +322,8 @@ def load_config(recipe: str | None = None, overrides: list[str] | None = None) -
         raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
     raw.setdefault("recipe", path.stem)
     apply_overrides(raw, overrides or [])
+    if raw.get("stages") and any(o.startswith("train.steps=") for o in overrides or []):
+        raise ConfigError("train.steps=... with stages: the stages' steps decide the run's length; set those instead")
     return validate(raw, source=str(path))
 
 
@@ -347,7 +349,11 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
 
 def component_defaults() -> dict[str, str]:
     """Dotted key -> default name of every component section of the schema (``task``, ``algo.*``)."""
-    return {"task": TaskConfig().name, **{f"algo.{k}": v for k, v in COMPONENT_DEFAULTS.items()}}
+    return {
+        "task": TaskConfig().name,
+        **{f"algo.{k}": v for k, v in COMPONENT_DEFAULTS.items()},
+        **{f"sft.{k}": v for k, v in SFT_COMPONENT_DEFAULTS.items()},
+    }
 
 
 def _renames_component(raw: dict[str, Any], override: str) -> bool:
@@ -481,6 +487,12 @@ def check_plugin_params(config: RunConfig) -> None:
         full = registry.resolve(spec.name, spec.params(), f"rewards[{i}]")
         config.rewards[i] = RewardSpec(name=spec.name, weight=spec.weight, **full)
     _check_advantage(config, kind)
+    from rlvr.algos.sft import OFF_POLICY_LOSSES, SFT_LOSSES
+
+    for field, registry in (("loss", SFT_LOSSES), ("off_policy_loss", OFF_POLICY_LOSSES)):
+        spec, key = getattr(config.sft, field), f"sft.{field}"
+        _named(key, partial(registry.get, spec.name))
+        setattr(config.sft, field, Component(name=spec.name, **registry.resolve(spec.name, spec.params(), key)))
     if config.eval.verifier is not None:
         _named("eval.verifier", lambda: reward_registry(config.eval.verifier))
     if config.checkpoint.push_to_hub and not config.checkpoint.export_final:

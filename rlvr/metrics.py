@@ -26,6 +26,7 @@ CONSOLE_KEYS = {  # metric -> short label on the progress line
     "train/accuracy": "acc",
     "train/response_length": "len",
     "train/entropy": "ent",
+    "sft/nll": "sft nll",
     "time/step": "s/step",
 }
 

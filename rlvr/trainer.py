@@ -18,19 +18,21 @@ from pathlib import Path
 import torch
 
 from rlvr import checkpoint as ckpt
+from rlvr import mixing
 from rlvr.algos.compose import Algorithm, build_algorithm
 from rlvr.algos.kl import adaptive_kl_coef
 from rlvr.checkpoint import Coefficients, RngState, Stateful
 from rlvr.collect import collect
 from rlvr.config import RunConfig, to_yaml
+from rlvr.demos import DemoBank, make_bank
 from rlvr.envs import tool_metrics
 from rlvr.errors import ConfigError, TrainingError
 from rlvr.evaluate import evaluate
 from rlvr.hf_compat import enable_checkpointing
 from rlvr.learner.critic import build_critic, critic_update, token_rewards, values_for
-from rlvr.learner.microbatch import make_micro_batches
 from rlvr.learner.passes import reference_kl, token_width, trainer_old_logprobs
-from rlvr.learner.update import LossSettings, update_step
+from rlvr.learner.settings import loss_settings, micro_batches
+from rlvr.learner.update import update_step
 from rlvr.metrics import MetricsLogger, truncate_after
 from rlvr.models import add_lora, load_model, resolve_device
 from rlvr.precision import Precision, resolve_precision
@@ -68,6 +70,9 @@ class Run:
     step: int = 0
     precision: Precision = "fp32"  # the learner's compute, train.precision resolved (rlvr.precision)
     state: dict[str, Stateful] = field(default_factory=dict)  # what a checkpoint saves besides the weights
+    demos: DemoBank | None = None  # demonstrations, for SFT stages and SFT+RL mixing (rlvr.demos)
+    demo_sampler: ShuffledSampler | None = None  # which demonstrations the next SFT batch takes
+    relift: mixing.ReliftBuffer | None = None  # ReLIFT's prompts that RL keeps failing (rlvr.mixing)
 
     def keep(self, name: str, part: Stateful) -> None:
         """Register a stateful part (``state_dict`` / ``load_state_dict``): checkpoints save it and
@@ -88,11 +93,14 @@ def train(config: RunConfig, run_dir: Path | None = None, resume: bool = False, 
         run.logger.start_progress(total=cfg.train.steps, done=run.step)
         while run.step < cfg.train.steps:
             run.step += 1
-            metrics = train_step(run)
+            stage = mixing.stage_at(cfg, run.step)  # SFT or RL (one RL stage without `stages`)
+            mixing.enter_stage(run, stage)
+            metrics = mixing.sft_step(run) if stage.kind == "sft" else train_step(run)
             run.logger.log(run.step, metrics)
             run.logger.advance(metrics)
             last = run.step == cfg.train.steps
-            if cfg.eval.every and run.step % cfg.eval.every == 0 and not last:
+            stage_ends = run.step == stage.end and not last  # evaluate between stages
+            if (cfg.eval.every and run.step % cfg.eval.every == 0 and not last) or stage_ends:
                 run_eval(run)
             if (cfg.checkpoint.every and run.step % cfg.checkpoint.every == 0) or last or run.step == stop_after:
                 save(run)
@@ -106,19 +114,25 @@ def train(config: RunConfig, run_dir: Path | None = None, resume: bool = False, 
                 run.logger.print(f"final policy uploaded: {url}")
     finally:
         run.logger.close()
+        if run.demos is not None:
+            run.demos.close()
     return run.run_dir
 
 
 def train_step(run: Run) -> dict[str, float]:
     cfg = run.config
     started = time.perf_counter()
-    batch = collect(cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg), run.rewards)
+    batch = collect(
+        cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg), run.rewards, run.demos
+    )
+    sampled = [i for i, c in enumerate(batch.sampled) if c.origin == "policy"]  # the policy's own rollouts
     metrics = {
-        "train/reward": sum(batch.sampled_rewards) / len(batch.sampled_rewards),
-        "train/accuracy": sum(v >= 1.0 for v in batch.components[run.verifier]) / len(batch.sampled),
-        **{f"train/reward/{name}": nan_mean(v) for name, v in batch.components.items()},
-        **length_metrics(batch.sampled),
-        **(tool_metrics(batch.sampled) if cfg.tools.env != "none" else {}),
+        "train/reward": sum(batch.sampled_rewards[i] for i in sampled) / len(sampled),
+        "train/accuracy": sum(batch.components[run.verifier][i] >= 1.0 for i in sampled) / len(sampled),
+        **{f"train/reward/{name}": nan_mean([v[i] for i in sampled]) for name, v in batch.components.items()},
+        **length_metrics([batch.sampled[i] for i in sampled]),
+        **(tool_metrics([batch.sampled[i] for i in sampled]) if cfg.tools.env != "none" else {}),
+        **mixing.guided_metrics(batch, run.verifier),
         **batch.metrics,
         "train/kl_coef": run.coefficients.kl,  # the coefficients this step used (adaptive ones move after it)
         "train/entropy_coef": run.coefficients.entropy,
@@ -126,22 +140,26 @@ def train_step(run: Run) -> dict[str, float]:
     if batch.kept:
         scored = time.perf_counter()
         per_token, extra = advantages(run, batch)
-        metrics |= extra | policy_updates(run, batch.kept, per_token)
+        per_token["off_policy"] = mixing.off_policy_rows(batch.kept, per_token["advantages"])  # LUFFY's demonstrations
+        completions, per_token, sft_coef = mixing.with_auxiliary_demos(run, batch.kept, per_token)
+        metrics |= extra | policy_updates(run, completions, per_token, sft_coef)
         metrics["time/update"] = time.perf_counter() - scored
-        metrics["tokens/trained"] = cfg.train.inner_epochs * float(sum(sum(c.loss_mask) for c in batch.kept))
-        metrics["tokens/forwarded"] = cfg.train.inner_epochs * forwarded_tokens(batch.kept, cfg.train.shared_prompt)
+        metrics["tokens/trained"] = cfg.train.inner_epochs * float(sum(sum(c.loss_mask) for c in completions))
+        metrics["tokens/forwarded"] = cfg.train.inner_epochs * forwarded_tokens(completions, cfg.train.shared_prompt)
         metrics["throughput/update_tokens_per_s"] = metrics["tokens/forwarded"] / max(metrics["time/update"], 1e-9)
         adapt_coefficients(run, metrics, len(batch.kept))
         if cfg.log.samples_every and run.step % cfg.log.samples_every == 0:
             run.logger.log_samples(run.step, sample_rows(batch, per_token, cfg))
     else:
         metrics["sampling/skipped_update"] = 1.0  # every group agreed: no gradient this step
+    if run.relift is not None:  # ReLIFT: SFT on the demonstrations of prompts RL keeps failing
+        metrics |= mixing.relift_after(run, batch)
+    generated = float(sum(sum(c.loss_mask) for c in batch.sampled if c.origin != "demo"))
     metrics |= {
         "train/lr": run.scheduler.get_last_lr()[0],
         "time/step": time.perf_counter() - started,
-        "tokens/generated": float(sum(sum(c.loss_mask) for c in batch.sampled)),
-        "throughput/rollout_tokens_per_s": sum(sum(c.loss_mask) for c in batch.sampled)
-        / max(metrics["time/rollout"], 1e-9),
+        "tokens/generated": generated,
+        "throughput/rollout_tokens_per_s": generated / max(metrics["time/rollout"], 1e-9),
     }
     return metrics
 
@@ -198,37 +216,12 @@ def group_advantages(estimator, rewards: torch.Tensor, group: int, width: int, l
     return per_token, metrics
 
 
-def micro_batches(run: Run, completions: list[Completion], per_token: dict[str, torch.Tensor]):
-    cfg = run.config.train
-    return make_micro_batches(
-        completions,
-        per_token,
-        cfg.micro_batch_size,
-        run.tokenizer.pad_token_id,
-        shared_prompt=cfg.shared_prompt,
-        max_tokens=cfg.micro_batch_tokens,
-    )
-
-
-def policy_updates(run: Run, completions: list[Completion], per_token: dict[str, torch.Tensor]) -> dict[str, float]:
+def policy_updates(
+    run: Run, completions: list[Completion], per_token: dict[str, torch.Tensor], sft_coef: float = 1.0
+) -> dict[str, float]:
     """``inner_epochs`` passes over the kept completions, each in ``mini_batches`` optimizer steps."""
     cfg = run.config
-    algo = run.algorithm
-    settings = LossSettings(
-        policy_loss=algo.policy_loss,
-        aggregation=algo.aggregation,
-        temperature=cfg.rollout.temperature,
-        max_tokens=cfg.rollout.max_new_tokens,
-        kl_coef=0.0 if cfg.algo.kl_in_reward else run.coefficients.kl,
-        kl_estimator=algo.kl_estimator,
-        entropy_coef=run.coefficients.entropy,
-        tis_cap=cfg.algo.tis_cap,
-        logprob_chunk=cfg.train.logprob_chunk,
-        shared_prompt=cfg.train.shared_prompt,
-        packed_sequences=cfg.train.packed_sequences,
-        precision=run.precision,
-        fp32_logits=cfg.train.fp32_logits,
-    )
+    settings = loss_settings(run, sft_coef)
     per_update: list[dict[str, float]] = []
     for epoch in range(cfg.train.inner_epochs):
         order = list(range(len(completions)))
@@ -399,7 +392,7 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     load_reward_plugins(config.plugins)
-    algorithm = build_algorithm(config.algo)
+    algorithm = build_algorithm(config.algo, config.sft)
     task = make_task(config.task.name, **config.task.params())
     train_set, eval_set = task.split("train"), task.split("eval")[: config.eval.size]
     verifier = config.eval.verifier or task.verifier
@@ -427,9 +420,8 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
     optimizer = torch.optim.AdamW(  # fused: one kernel over all parameters (CPU and CUDA) instead of ~10 passes
         params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay, fused=device.type in ("cpu", "cuda")
     )
-    total_updates = config.train.steps * config.train.inner_epochs * config.train.mini_batches
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(optim.schedule, optim.warmup_steps, total_updates)
+        optimizer, lr_lambda(optim.schedule, optim.warmup_steps, mixing.total_updates(config))
     )
     critic = None
     if config.critic.model is not None:
@@ -462,6 +454,13 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
         run.keep("critic_optimizer", run.critic_optimizer)
     if hasattr(engine, "state_dict"):  # an engine with state of its own (a server's weight version, ...)
         run.keep("engine", engine)
+    if any(s.kind == "sft" for s in config.stages) or config.sft.mixes:
+        run.demos = make_bank(config, train_set, tokenizer)
+        run.demo_sampler = ShuffledSampler(len(run.demos), config.train.seed + 1)
+        run.keep("demo_sampler", run.demo_sampler)
+        if config.sft.relift_size:
+            run.relift = mixing.ReliftBuffer()
+            run.keep("relift", run.relift)
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         restore(run, checkpoints[-1])  # truncates the JSONL files: open them only afterwards

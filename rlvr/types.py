@@ -60,6 +60,7 @@ class Completion:
     finish_reason: str  # "stop" (eos or stop string) | "length" (token budget) | "turns" (turn limit)
     turns: list[Turn] = field(default_factory=list)  # multi-turn only
     budget: int | None = None  # tokens the rollout allowed after the prompt (max_new_tokens; multi-turn: total)
+    origin: str = "policy"  # "policy": sampled | "demo": a demonstration (rlvr.demos) | "prefix": continues one
 
     @property
     def tool_calls(self) -> int:
@@ -70,3 +71,23 @@ class Completion:
     def response(self) -> str:
         """The model-written text: the transcript without tool output."""
         return "".join(turn.text for turn in self.turns) if self.turns else self.text
+
+
+@dataclass(frozen=True)
+class Demonstration:
+    """A worked answer to one prompt, for supervised fine-tuning and SFT+RL mixing (rlvr.demos).
+
+    ``segments`` is the assistant's side after the prompt, in order: ``(text, trained)`` pieces, where
+    untrained ones are what the model did not write (tool output, or the chat template's headers
+    between turns of a conversation). Text, not tokens: the learner tokenizes each piece on its own,
+    as the multi-turn rollout tokenizes an observation, so SFT trains the tokens RL would sample.
+    """
+
+    example: Example  # the prompt (and gold answer) the demonstration answers
+    segments: tuple[tuple[str, bool], ...]  # [(text, trained)] the continuation after the prompt
+    ends_turn: bool = True  # append the tokenizer's end-of-turn token (trained), as a finished rollout has
+    source: str = ""  # where it came from ("file.jsonl:12", "generated:arithmetic"), for error messages
+
+    @property
+    def text(self) -> str:
+        return "".join(text for text, _ in self.segments)

@@ -44,11 +44,24 @@ class Algorithm:
     aggregation: Callable  # (per_token, mask, *, batch_tokens, batch_sequences, max_tokens)
     kl_estimator: Callable  # (logprobs, ref_logprobs) [N, T]
     entropy_controller: Callable  # (carried, observed, *, target) -> (carried, applied)
+    sft_loss: Callable | str = "nll"  # (logprobs, mask) [n, T], on demonstrations (rlvr.algos.sft)
+    off_policy_loss: Callable | str = "luffy"  # (logprobs, advantages, mask) [n, T], off-policy group members
 
 
-def build_algorithm(algo) -> Algorithm:
-    """The parts an ``AlgoConfig`` names (each a ``Component``: name plus hyper-parameters)."""
+def build_algorithm(algo, sft=None) -> Algorithm:
+    """The parts an ``AlgoConfig`` names (each a ``Component``: name plus hyper-parameters), and the
+    demonstration losses a ``SftConfig`` names."""
+    from rlvr.algos.sft import OFF_POLICY_LOSSES, SFT_LOSSES
+
     kind = advantage_kind(algo.advantage.name)
+    demo_losses = {}
+    if sft is not None:
+        demo_losses = {
+            "sft_loss": SFT_LOSSES.bind(sft.loss.name, sft.loss.params(), "sft.loss"),
+            "off_policy_loss": OFF_POLICY_LOSSES.bind(
+                sft.off_policy_loss.name, sft.off_policy_loss.params(), "sft.off_policy_loss"
+            ),
+        }
     return Algorithm(
         advantage=KINDS[kind].bind(algo.advantage.name, algo.advantage.params(), "algo.advantage"),
         token_level=kind == "token",
@@ -58,4 +71,5 @@ def build_algorithm(algo) -> Algorithm:
         entropy_controller=ENTROPY_CONTROLLERS.bind(
             algo.entropy_controller.name, algo.entropy_controller.params(), "algo.entropy_controller"
         ),
+        **demo_losses,
     )

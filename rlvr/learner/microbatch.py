@@ -23,6 +23,8 @@ class MicroBatch:
     returns: torch.Tensor  # [n, T] value targets (critic only; zeros otherwise)
     old_values: torch.Tensor  # [n, T] critic's values before the update (critic only)
     index: torch.Tensor  # [n] row of each sequence in the step's completion list
+    sft: torch.Tensor  # [n, T] 1.0 on demonstration tokens trained with the SFT loss (rlvr.algos.sft)
+    off_policy: torch.Tensor  # [n, T] 1.0 on off-policy group members' tokens (LUFFY; rlvr.algos.sft)
 
     def to(self, device: torch.device) -> "MicroBatch":
         return MicroBatch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
@@ -48,9 +50,10 @@ def make_micro_batches(
     distinct prompt once per optimizer step for all its rows (:func:`step_prompts`), wherever they
     fall, and a micro-batch used on its own computes its distinct prompts once. Without it every
     row carries its own prompt copy and rows are sorted by total length.
-    ``per_token`` maps "advantages" (required), "returns", "old_values" and "old_logprobs" (the
-    trainer's own, for TIS; else the rollout's are the old policy's) to [N, T_max] tensors whose
-    row i belongs to ``completions[i]``.
+    ``per_token`` maps "advantages" (required), "returns", "old_values", "old_logprobs" (the
+    trainer's own, for TIS; else the rollout's are the old policy's), "sft" and "off_policy" (1.0 on
+    the rows of demonstrations: trained by the SFT loss, or as LUFFY's off-policy group members) to
+    [N, T_max] tensors whose row i belongs to ``completions[i]``; a missing one is zeros.
     """
     if shared_prompt:
         order = sorted(range(len(completions)), key=lambda i: len(completions[i].token_ids))
@@ -131,6 +134,7 @@ def _collate(
     return MicroBatch(
         prompt_ids, prompt_mask, torch.tensor(prompt_of, dtype=torch.long), targets, token_mask, mask,
         old_logprobs, logprobs, take("advantages"), take("returns"), take("old_values"), rows_index,
+        take("sft"), take("off_policy"),
     )  # fmt: skip
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from rlvr.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
+from rlvr.algos.sft import OFF_POLICY_LOSSES, SFT_LOSSES
 from rlvr.errors import TrainingError
 from rlvr.learner.forward.attention import through_recompute
 from rlvr.learner.forward.head import head_weight_once
@@ -62,6 +63,9 @@ class LossSettings:
     )
     precision: Precision = "fp32"  # bf16: forward passes under autocast, fp32 master weights (rlvr.precision)
     fp32_logits: bool = False  # under bf16: the LM head's forward logits from the fp32 weight (train.fp32_logits)
+    sft_loss: Callable | str = "nll"  # on demonstration rows (MicroBatch.sft; rlvr.algos.sft.SFT_LOSSES)
+    sft_coef: float = 1.0  # the SFT loss's weight beside the RL loss (its token mean over the step's demonstrations)
+    off_policy_loss: Callable | str = "luffy"  # on off-policy group members (MicroBatch.off_policy; LUFFY)
 
 
 def bound(registry, part: "Callable | str") -> Callable:
@@ -85,8 +89,12 @@ def update_step(
     policy_loss = bound(POLICY_LOSSES, settings.policy_loss)
     aggregate = bound(AGGREGATIONS, settings.aggregation)
     kl_estimator = bound(KL_ESTIMATORS, settings.kl_estimator) if settings.kl_coef > 0 else None
-    batch_tokens = float(sum(mb.mask.sum().item() for mb in micro_batches))
-    batch_sequences = sum(mb.mask.shape[0] for mb in micro_batches)
+    sft_loss = bound(SFT_LOSSES, settings.sft_loss)
+    off_policy_loss = bound(OFF_POLICY_LOSSES, settings.off_policy_loss)
+    # the RL loss's normalizers count RL rows only; demonstration rows trained by the SFT loss have their own
+    batch_tokens = float(sum((mb.mask * (1 - mb.sft)).sum().item() for mb in micro_batches))
+    batch_sequences = sum(int((mb.sft.sum(dim=1) == 0).sum().item()) for mb in micro_batches)
+    sft_tokens = float(sum((mb.mask * mb.sft).sum().item() for mb in micro_batches))
     sums: dict[str, float] = defaultdict(float)
     weights: dict[str, float] = defaultdict(float)
 
@@ -123,13 +131,21 @@ def update_step(
                     packed_sequences=settings.packed_sequences,
                     fp32_logits=settings.fp32_logits,
                 )
-                per_token, loss_metrics = policy_loss(logprobs, mb.old_logprobs, mb.advantages, mb.mask)
-                tokens = mb.mask.sum().item()
+                rl_mask = mb.mask * (1 - mb.sft)  # [n, T] tokens of the RL loss (on- and off-policy rows)
+                on_policy = rl_mask * (1 - mb.off_policy)  # [n, T] tokens the policy sampled
+                per_token, loss_metrics = policy_loss(logprobs, mb.old_logprobs, mb.advantages, on_policy)
+                tokens = on_policy.sum().item()
                 if settings.tis_cap is not None:
                     is_weights, _ = truncated_is_weights(
-                        mb.old_logprobs, mb.rollout_logprobs, mb.mask, cap=settings.tis_cap
+                        mb.old_logprobs, mb.rollout_logprobs, on_policy, cap=settings.tis_cap
                     )
                     per_token = per_token * is_weights
+                if mb.off_policy.any():  # LUFFY: demonstrations in the group, shaped and unclipped
+                    off_mask = rl_mask * mb.off_policy
+                    off_token, off_metrics = off_policy_loss(logprobs, mb.advantages, off_mask)
+                    per_token = torch.where(off_mask > 0, off_token, per_token)
+                    for name, value in off_metrics.items():
+                        record(name, value, off_mask.sum().item())
                 if kl_estimator is not None:
                     with torch.no_grad():
                         ref_logprobs, _ = completion_logprobs(
@@ -143,17 +159,25 @@ def update_step(
                             fp32_logits=settings.fp32_logits,
                         )
                     kl, _ = kl_estimator(logprobs, ref_logprobs)
-                    per_token = per_token + settings.kl_coef * kl * mb.mask
-                    record("kl", (kl.detach() * mb.mask).sum().item() / max(tokens, 1), tokens)
+                    per_token = per_token + settings.kl_coef * kl * rl_mask
+                    record("kl", (kl.detach() * on_policy).sum().item() / max(tokens, 1), tokens)
                 if settings.entropy_coef > 0:
-                    per_token = per_token - settings.entropy_coef * entropy * mb.mask
+                    per_token = per_token - settings.entropy_coef * entropy * rl_mask
                 loss, _ = aggregate(
                     per_token,
-                    mb.mask,
+                    rl_mask,
                     batch_tokens=batch_tokens,
                     batch_sequences=batch_sequences,
                     max_tokens=settings.max_tokens,
                 )
+                if sft_tokens:  # demonstrations: the SFT loss's token mean over the step, weighted
+                    sft_mask = mb.mask * mb.sft
+                    sft_token, sft_metrics = sft_loss(logprobs, sft_mask)
+                    loss = loss + settings.sft_coef * sft_token.sum() / sft_tokens
+                    demo_tokens = sft_mask.sum().item()
+                    record("sft/nll", -(logprobs.detach() * sft_mask).sum().item() / max(demo_tokens, 1), demo_tokens)
+                    for name, value in sft_metrics.items():
+                        record(name, value, demo_tokens)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"step {step}: the loss is {loss.item()} (non-finite); no update was applied")
                 with no_autocast(device):
@@ -161,8 +185,8 @@ def update_step(
                 total_loss += loss.item()
                 for name, value in loss_metrics.items():
                     record(name, value, tokens)
-                record("entropy", (entropy.detach() * mb.mask).sum().item() / max(tokens, 1), tokens)
-                mismatch = ((logprobs.detach() - mb.rollout_logprobs).abs() * mb.mask).sum().item() / max(tokens, 1)
+                record("entropy", (entropy.detach() * on_policy).sum().item() / max(tokens, 1), tokens)
+                mismatch = ((logprobs.detach() - mb.rollout_logprobs).abs() * on_policy).sum().item() / max(tokens, 1)
                 record("logprob_mismatch", mismatch, tokens)
             if prompts is not None:
                 with no_autocast(device):

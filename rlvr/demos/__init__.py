@@ -1,0 +1,175 @@
+"""Demonstrations: worked answers for supervised fine-tuning and for SFT+RL mixing.
+
+A :class:`rlvr.types.Demonstration` is a prompt plus the assistant's continuation as text pieces,
+trained or not (tool output is not). They come from a file (:mod:`rlvr.demos.files`: chat
+``messages``, or ``prompt`` + ``completion`` as TRL writes them) or from the task's own generator
+(:mod:`rlvr.demos.generate`: arithmetic with its chain of thought, Python tool transcripts for
+``tir``, search transcripts for ``search``), never from a download.
+
+:func:`render` turns one into a :class:`rlvr.types.Completion`, the record the learner already
+trains on: the prompt through the same chat template and environment instructions as the run's
+rollouts, each piece tokenized on its own (as the multi-turn rollout tokenizes an observation),
+``loss_mask`` 0 on untrained pieces, ``origin="demo"``. So SFT, the auxiliary SFT loss, LUFFY's
+off-policy group members and Prefix-RFT's prefixes all go through the one update of
+:mod:`rlvr.learner.update`; there is no second trainer.
+
+:class:`DemoBank` holds a run's demonstrations, finds the one for a training prompt (by the text
+of its last user message, so a file's demonstrations match the task's prompts), and keeps each
+rendering once.
+"""
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from rlvr.rollout import chat_prompt_ids
+from rlvr.types import Completion, Demonstration, Example, Messages, Turn
+
+
+def prompt_key(example: Example) -> str:
+    """What matches a demonstration to a prompt: the last user message's text, stripped."""
+    users = [m["content"] for m in example.prompt if m["role"] == "user"]
+    return (users[-1] if users else example.prompt[-1]["content"]).strip()
+
+
+def render(tokenizer, demo: Demonstration, reset: Callable[[Example], Messages] | None = None) -> Completion:
+    """``demo`` as a completion the learner trains on. ``reset`` is the run's environment's
+    ``reset`` (its tool instructions in the prompt), so SFT conditions on the prompt RL sees."""
+    example = demo.example
+    prompt = chat_prompt_ids(tokenizer, replace(example, prompt=reset(example)) if reset else example)
+    ids: list[int] = []
+    mask: list[int] = []
+    for text, trained in demo.segments:
+        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids += piece
+        mask += [int(trained)] * len(piece)
+    if demo.ends_turn:
+        ids.append(tokenizer.eos_token_id)
+        mask.append(1)
+    turns = _turns(demo.segments) if any(not trained for _, trained in demo.segments) else []
+    return Completion(
+        example, demo.text, prompt, ids, [0.0] * len(ids), mask, "stop", turns, budget=None, origin="demo"
+    )
+
+
+def _turns(segments) -> list[Turn]:
+    """The transcript as turns: each model-written piece with the untrained text after it."""
+    turns: list[Turn] = []
+    for text, trained in segments:
+        if trained or not turns:
+            turns.append(Turn(text if trained else "", "" if trained else text))
+        else:
+            last = turns[-1]
+            turns[-1] = Turn(last.text, last.observation + text, tool=last.tool or "demo")
+    return turns
+
+
+class DemoBank:
+    """A run's demonstrations: ``demos[i]`` built on first use by ``build(i)``, rendered once.
+
+    ``build`` is how the demonstrations come: read from a file (all known up front) or generated
+    by the task's demonstrator (each on first use, as a generator may run a tool).
+    """
+
+    def __init__(
+        self, examples: list[Example], build: Callable[[int], Demonstration], tokenizer, reset=None,
+        max_tokens: int = 0, close: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
+        self.examples = examples  # [D] the prompt each demonstration answers
+        self._build = build
+        self._tokenizer = tokenizer
+        self._reset = reset
+        self._max_tokens = max_tokens  # a longer rendering is cut there (finish reason "length"); 0: never
+        self._close = close
+        self._demos: dict[int, Demonstration] = {}
+        self._rendered: dict[int, Completion] = {}
+        self._for_examples: dict[tuple[int, str], Completion] = {}
+        self._index = {}
+        for i, example in enumerate(examples):
+            self._index.setdefault(prompt_key(example), i)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def demo(self, i: int) -> Demonstration:
+        if i not in self._demos:
+            self._demos[i] = self._build(i)
+        return self._demos[i]
+
+    def completion(self, i: int) -> Completion:
+        """Demonstration ``i`` rendered (cached); the completion's example is the demonstration's."""
+        if i not in self._rendered:
+            self._rendered[i] = self._cut(render(self._tokenizer, self.demo(i), self._reset))
+        return self._rendered[i]
+
+    def _cut(self, c: Completion) -> Completion:
+        if not self._max_tokens or len(c.token_ids) <= self._max_tokens:
+            return c
+        n = self._max_tokens
+        return replace(c, token_ids=c.token_ids[:n], logprobs=c.logprobs[:n], loss_mask=c.loss_mask[:n],
+                       finish_reason="length")  # fmt: skip
+
+    def close(self) -> None:
+        """Stop what generating needed (a tool's sandbox)."""
+        if self._close is not None:
+            self._close()
+
+    def find(self, example: Example) -> int | None:
+        """The demonstration for ``example``'s prompt, if the bank has one."""
+        return self._index.get(prompt_key(example))
+
+    def for_example(self, example: Example) -> Completion | None:
+        """The demonstration for ``example`` rendered, with the run's example attached (its answer
+        and meta score the demonstration), or None."""
+        i = self.find(example)
+        if i is None:
+            return None
+        return replace(self.completion(i), example=example)
+
+
+def make_bank(cfg, train_set: list[Example], tokenizer) -> DemoBank:
+    """The run's demonstrations: ``demos.path`` read (the first ``demos.size``; 0: all), or the task's
+    generator on the first ``demos.size`` distinct train prompts. Prompts render through the run's
+    environment (``tools.env``) as its rollouts do."""
+    env = None
+    if cfg.tools.env != "none":
+        from rlvr.envs.rollout import ENVS
+
+        env = ENVS.get(cfg.tools.env)(cfg.tools)
+    reset = env.reset if env is not None else None
+    close = env.close if env is not None else None
+    size = cfg.demos.size
+    if cfg.demos.path:
+        from rlvr.demos.files import read_demonstrations
+
+        demos = read_demonstrations(cfg.demos.path, tokenizer)
+        demos = demos[:size] if size else demos
+        return DemoBank([d.example for d in demos], demos.__getitem__, tokenizer, reset, cfg.sft.max_tokens, close)
+    from rlvr.demos.generate import DEMONSTRATORS, demonstration
+    from rlvr.errors import ConfigError
+
+    task = cfg.task.name
+    if task not in DEMONSTRATORS:
+        raise ConfigError(
+            f"task {task!r} has no generated demonstrations (tasks with them: {', '.join(DEMONSTRATORS.names())}); "
+            "give a file with demos.path"
+        )
+    if size == 0:
+        raise ConfigError("demos.size=0 means a whole file, but no demos.path is given: set demos.size > 0")
+    examples = _distinct(train_set, size)
+    DEMONSTRATORS.get(task)(examples[0], cfg.tools.env)  # a tool it cannot demonstrate fails now, not mid-run
+    return DemoBank(
+        examples, lambda i: demonstration(task, examples[i], cfg.tools.env, env), tokenizer, reset,
+        cfg.sft.max_tokens, close,
+    )  # fmt: skip
+
+
+def _distinct(examples: list[Example], size: int) -> list[Example]:
+    out, seen = [], set()
+    for example in examples:
+        key = prompt_key(example)
+        if key not in seen:
+            seen.add(key)
+            out.append(example)
+            if len(out) == size:
+                break
+    return out

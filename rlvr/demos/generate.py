@@ -1,0 +1,105 @@
+"""Demonstrations for the built-in tasks, generated offline and reproducibly (no download, no model).
+
+A demonstrator is registered under a task's name in :data:`DEMONSTRATORS`, one signature for all:
+``fn(example, tool) -> list[str]``, the model's turns for that example when the run's tool is
+``tool`` (``tools.env``: ``none``, ``python``, ``search``). :func:`demonstration` plays the turns
+against the run's real environment, so every observation between them is exactly what a rollout
+would have received (the sandbox's ```` ```output ```` block, BM25's ``<result>`` block), and
+masks it. Same example, same tool: same demonstration.
+
+- ``arithmetic``, no tool: the chain of thought, products first, then left to right
+  ("5 * 2 = 10, so 3 + 5 * 2 = 3 + 10. 3 + 10 = 13. The answer is \\boxed{13}.").
+- ``arithmetic``, ``python`` (the ``tir`` recipe): a ```` ```python ```` block printing the
+  expression, its output, the boxed answer.
+- ``multihop``, ``search`` (the ``search`` recipe): one ``<search>`` per hop for the entity the
+  last result named, then the boxed answer.
+
+Limits: the wording is a fixed template per task (a demonstration teaches the format and the
+method, not style); other tasks have no demonstrator (give a file with ``demos.path``).
+"""
+
+from collections.abc import Callable
+
+from rlvr.errors import ConfigError
+from rlvr.registry import Registry
+from rlvr.tasks.arithmetic import evaluate
+from rlvr.types import Demonstration, Example
+
+Demonstrator = Callable[[Example, str], list[str]]
+DEMONSTRATORS: Registry[Demonstrator] = Registry("demonstrator")
+
+
+def demonstration(task: str, example: Example, tool: str, env=None) -> Demonstration:
+    """The generated demonstration of ``example``; ``env`` is a live environment of ``tool`` (reset
+    for this example here) that answers every turn but the last."""
+    turns = DEMONSTRATORS.get(task)(example, tool)
+    segments: list[tuple[str, bool]] = []
+    if env is not None:
+        env.reset(example)
+    for k, text in enumerate(turns):
+        segments.append((text, True))
+        if k < len(turns) - 1:
+            if env is None:
+                raise ConfigError(f"the {task!r} demonstrator wrote several turns but the run has no tool")
+            observation = env.step(text).observation
+            if observation:
+                segments.append((observation, False))
+    return Demonstration(example, tuple(segments), source=f"generated:{task}")
+
+
+def _unsupported(task: str, tool: str) -> ConfigError:
+    return ConfigError(
+        f"task {task!r} has no generated demonstrations with tools.env={tool}; give a file with demos.path"
+    )
+
+
+@DEMONSTRATORS.register("arithmetic")
+def arithmetic_turns(example: Example, tool: str) -> list[str]:
+    expression = example.meta["expression"]
+    if tool == "python":
+        code = f"```python\nprint({expression})\n```\n"
+        return [code, f"The output is {example.answer}, so the answer is \\boxed{{{example.answer}}}."]
+    if tool != "none":
+        raise _unsupported("arithmetic", tool)
+    return [" ".join(_worked_steps(expression)) + f" The answer is \\boxed{{{example.answer}}}."]
+
+
+def _worked_steps(expression: str) -> list[str]:
+    """One sentence per operation: products first (left to right), then sums and differences."""
+    parts = expression.split()
+    numbers, ops = [int(p) for p in parts[::2]], parts[1::2]
+    steps = []
+    while "*" in ops:
+        k = ops.index("*")
+        product = numbers[k] * numbers[k + 1]
+        before = _text(numbers, ops)
+        numbers[k : k + 2], ops[k : k + 1] = [product], []
+        steps.append(f"{parts_of(before, k)} = {product}, so {before} = {_text(numbers, ops)}.")
+    while ops:
+        value = evaluate((numbers[0], numbers[1]), (ops[0],))
+        steps.append(f"{numbers[0]} {ops[0]} {numbers[1]} = {value}.")
+        numbers[:2], ops[:1] = [value], []
+    return steps
+
+
+def parts_of(text: str, k: int) -> str:
+    """The k-th binary operation of a spaced expression, as text: ``a op b``."""
+    parts = text.split()
+    return " ".join(parts[2 * k : 2 * k + 3])
+
+
+def _text(numbers: list[int], ops: list[str]) -> str:
+    out = [str(numbers[0])]
+    for op, n in zip(ops, numbers[1:], strict=True):
+        out += [op, str(n)]
+    return " ".join(out)
+
+
+@DEMONSTRATORS.register("multihop")
+def multihop_turns(example: Example, tool: str) -> list[str]:
+    if tool != "search":
+        raise _unsupported("multihop", tool)
+    path = example.meta["path"]  # entity names from the question's start to the answer
+    turns = [f"<search>{path[0]}</search>"]
+    turns += [f"The result names {name}. <search>{name}</search>" for name in path[1:-1]]
+    return [*turns, f"The result names {path[-1]}. The answer is \\boxed{{{path[-1]}}}."]
