@@ -1,0 +1,126 @@
+"""Generated demonstrations: hand-checked worked solutions, tool transcripts played against the real
+environments, reproducible, and written by `rlvr demos` as a file that reads back to the same tokens."""
+
+import pytest
+
+from rlvr.cli import main
+from rlvr.config import load_config
+from rlvr.demos import make_bank
+from rlvr.demos.generate import arithmetic_turns
+from rlvr.errors import ConfigError
+from rlvr.models import tiny_random
+from rlvr.rewards import REWARDS
+from rlvr.tasks import make_task
+from rlvr.types import Example
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_random(0)[1]
+
+
+def example(expression: str, answer: str) -> Example:
+    return Example("e", [{"role": "user", "content": f"What is {expression}?"}], answer, {"expression": expression})
+
+
+@pytest.mark.parametrize(
+    ("expression", "answer", "text"),
+    [
+        ("3 + 5", "8", "3 + 5 = 8. The answer is \\boxed{8}."),
+        (
+            "3 + 5 * 2",
+            "13",
+            "5 * 2 = 10, so 3 + 5 * 2 = 3 + 10. 3 + 10 = 13. The answer is \\boxed{13}.",
+        ),
+        (
+            "70 - 42 * 9",
+            "-308",
+            "42 * 9 = 378, so 70 - 42 * 9 = 70 - 378. 70 - 378 = -308. The answer is \\boxed{-308}.",
+        ),
+        (
+            "2 * 3 * 4 - 5",
+            "19",
+            "2 * 3 = 6, so 2 * 3 * 4 - 5 = 6 * 4 - 5. 6 * 4 = 24, so 6 * 4 - 5 = 24 - 5. 24 - 5 = 19. "
+            "The answer is \\boxed{19}.",
+        ),
+    ],
+)
+def test_arithmetic_chain_of_thought(expression, answer, text):
+    assert arithmetic_turns(example(expression, answer), "none") == [text]
+
+
+def bank_for(recipe: str, tokenizer, *overrides: str):
+    config = load_config(recipe, ["model.name=tiny-random", "demos.size=6", *overrides])
+    task = make_task(config.task.name, **config.task.params())
+    return config, task, make_bank(config, task.split("train"), tokenizer)
+
+
+@pytest.mark.parametrize("recipe", ["sft", "tir", "search"])
+def test_every_generated_demonstration_is_correct(recipe, tokenizer):
+    config, _, bank = bank_for(recipe, tokenizer)
+    verifier = REWARDS.get(config.rewards[0].name)
+    try:
+        for i in range(len(bank)):
+            c = bank.completion(i)
+            assert verifier(c, c.example) == 1.0, c.text
+            assert REWARDS.get("boxed_format")(c, c.example) == 1.0
+    finally:
+        bank.close()
+
+
+def test_tir_transcripts_hold_the_sandboxs_real_output(tokenizer):
+    _, _, bank = bank_for("tir", tokenizer)
+    try:
+        c = bank.completion(0)
+        code, observation, answer = bank.demo(0).segments
+        assert code[0].startswith("```python\nprint(") and code[0].endswith("\n```\n") and code[1]
+        assert observation == (f"```output\n{c.example.answer}\n```\n", False)  # masked: the env wrote it
+        assert answer[1] and c.turns[0].observation == observation[0]
+        assert "You may run Python" in tokenizer.decode(c.prompt_ids)  # the env's instructions, as in a rollout
+    finally:
+        bank.close()
+
+
+def test_search_transcripts_retrieve_each_hop(tokenizer):
+    _, _, bank = bank_for("search", tokenizer)
+    try:
+        demo = bank.demo(0)
+        path = demo.example.meta["path"]
+        observations = [text for text, trained in demo.segments if not trained]
+        assert len(observations) == len(path) - 1  # one search per hop
+        for hop, result in enumerate(observations):
+            assert result.startswith("\n<result>\n") and path[hop + 1] in result  # the next entity is retrieved
+    finally:
+        bank.close()
+
+
+def test_generation_is_reproducible(tokenizer):
+    first = bank_for("tir", tokenizer)[2]
+    second = bank_for("tir", tokenizer)[2]
+    try:
+        assert [first.demo(i) for i in range(6)] == [second.demo(i) for i in range(6)]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_task_without_a_demonstrator_says_so(tokenizer):
+    with pytest.raises(ConfigError, match="task 'countdown' has no generated demonstrations"):
+        bank_for("grpo", tokenizer, "task.name=countdown")
+    with pytest.raises(ConfigError, match="no generated demonstrations with tools.env=python"):
+        bank_for("search", tokenizer, "tools.env=python")
+
+
+def test_rlvr_demos_writes_a_file_that_reads_back_to_the_same_tokens(tmp_path, tokenizer):
+    out = tmp_path / "tir.jsonl"
+    assert main(["demos", "tir", "model.name=tiny-random", "demos.size=4", "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 4
+    _, _, generated = bank_for("tir", tokenizer, "demos.size=4")
+    _, _, from_file = bank_for("tir", tokenizer, f"demos.path={out}", "demos.size=0")
+    try:
+        for i in range(4):
+            a, b = generated.completion(i), from_file.completion(i)
+            assert (a.prompt_ids, a.token_ids, a.loss_mask) == (b.prompt_ids, b.token_ids, b.loss_mask)
+    finally:
+        generated.close()
+        from_file.close()
