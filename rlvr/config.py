@@ -323,7 +323,10 @@ def load_config(recipe: str | None = None, overrides: list[str] | None = None) -
     raw.setdefault("recipe", path.stem)
     apply_overrides(raw, overrides or [])
     if raw.get("stages") and any(o.startswith("train.steps=") for o in overrides or []):
-        raise ConfigError("train.steps=... with stages: the stages' steps decide the run's length; set those instead")
+        raise ConfigError(
+            "train.steps=... with stages: the stages' steps decide the run's length; set those instead, "
+            "e.g. stages='[{kind: sft, steps: 2}, {kind: rl, steps: 3}]'"
+        )
     return validate(raw, source=str(path))
 
 

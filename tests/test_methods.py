@@ -23,10 +23,18 @@ def test_every_recipe_trains_on_tiny_random(recipe, tmp_path):
     overrides = [*TINY_OVERRIDES, *QUICK]
     if recipe == "dapo":
         overrides.append("algo.overlong_cache_tokens=1")
+    staged = load_config(recipe).stages
+    if staged:  # two steps of each of the recipe's stage kinds, in its order
+        overrides.remove("train.steps=2")
+        kinds = list(dict.fromkeys(s.kind for s in staged))
+        overrides.append("stages=[" + ", ".join(f"{{kind: {k}, steps: 2}}" for k in kinds) + "]")
     run_dir = train(load_config(recipe, overrides), tmp_path / recipe)
-    rows = train_rows(run_dir)
-    assert len(rows) == 2
-    assert all(torch.isfinite(torch.tensor(r["train/reward"])) for r in rows)
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    for kind in dict.fromkeys(s.kind for s in staged) if staged else ["rl"]:
+        key = "sft/nll" if kind == "sft" else "train/reward"
+        values = [r[key] for r in rows if key in r]
+        assert len(values) == 2, kind
+        assert all(torch.isfinite(torch.tensor(v)) for v in values)
 
 
 def test_dynamic_sampling_drops_agreeing_groups_and_refills(tiny_config, tmp_path):

@@ -121,7 +121,8 @@ def test_guided_groups_hold_the_policys_rollouts_prefix_rollouts_and_the_demonst
     bank = bank_of(engine, [with_demo])
     sampling = SamplingParams(max_new_tokens=12)
     torch.manual_seed(0)
-    groups = guided_groups(cfg, engine, [with_demo, without], 8, sampling, bank, lambda c, e, x, n, s: generate(e, x, n, s))
+    policy = lambda c, e, x, n, s: generate(e, x, n, s)  # noqa: E731
+    groups = guided_groups(cfg, engine, [with_demo, without], 8, sampling, bank, policy)
     assert [c.origin for c in groups[0]] == ["policy"] * 5 + ["prefix"] * 2 + ["demo"]
     assert [c.origin for c in groups[1]] == ["policy"] * 8  # no demonstration: a plain group
     demo = render(engine.tokenizer, bank.demo(0))

@@ -65,8 +65,14 @@ def prefix_rollouts(demos: list[Completion], k: int, engine, sampling: SamplingP
         text = sample.text if len(ids) == len(sample.token_ids) else tokenizer.decode(ids, skip_special_tokens=True)
         out[j // k].append(
             replace(
-                demo, text=head + text, token_ids=demo.token_ids[:cut] + ids, logprobs=[0.0] * cut + logprobs,
-                loss_mask=[0] * cut + [1] * len(ids), finish_reason=finish, turns=[], budget=sampling.max_new_tokens,
+                demo,
+                text=head + text,
+                token_ids=demo.token_ids[:cut] + ids,
+                logprobs=[0.0] * cut + logprobs,
+                loss_mask=[0] * cut + [1] * len(ids),
+                finish_reason=finish,
+                turns=[],
+                budget=sampling.max_new_tokens,
                 origin="prefix",
             )  # fmt: skip
         )

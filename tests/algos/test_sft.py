@@ -31,7 +31,8 @@ def test_luffy_shaping_value_and_gradient():
     """f(p) = p / (p + gamma); d(-f A)/d log p = -A gamma p / (p + gamma)^2 (LUFFY eq. 6)."""
     p, gamma, advantage = 0.2, 0.1, 1.5
     logprobs = torch.tensor([[math.log(p)]], requires_grad=True)
-    loss, metrics = OFF_POLICY_LOSSES.bind("luffy", {"gamma": gamma})(logprobs, torch.tensor([[advantage]]), torch.ones(1, 1))
+    luffy = OFF_POLICY_LOSSES.bind("luffy", {"gamma": gamma})
+    loss, metrics = luffy(logprobs, torch.tensor([[advantage]]), torch.ones(1, 1))
     assert loss.item() == pytest.approx(-advantage * p / (p + gamma))
     loss.sum().backward()
     assert logprobs.grad.item() == pytest.approx(-advantage * gamma * p / (p + gamma) ** 2)

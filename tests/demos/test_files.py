@@ -38,7 +38,8 @@ def test_prompt_and_completion_strings(tmp_path, tokenizer):
     c = render(tokenizer, demo)
     assert trained_text(tokenizer, c) == "2 + 2 = 4. \\boxed{4}<|im_end|>"  # the end of turn is trained
     assert c.token_ids[-1] == tokenizer.eos_token_id and all(c.loss_mask) and c.origin == "demo"
-    assert tokenizer.decode(c.prompt_ids).endswith("<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n")
+    header = "<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n"
+    assert tokenizer.decode(c.prompt_ids).endswith(header)
 
 
 def test_tool_pieces_are_masked_and_left_out_of_the_response(tmp_path, tokenizer):

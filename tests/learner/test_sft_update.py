@@ -49,7 +49,8 @@ def hf_loss_and_gradients(rows):
     losses, count = [], 0
     for c in rows:
         ids = torch.tensor([c.prompt_ids + c.token_ids])
-        labels = torch.tensor([[-100] * len(c.prompt_ids) + [t if m else -100 for t, m in zip(c.token_ids, c.loss_mask)]])
+        trained = [t if m else -100 for t, m in zip(c.token_ids, c.loss_mask, strict=True)]
+        labels = torch.tensor([[-100] * len(c.prompt_ids) + trained])
         logits = model(input_ids=ids).logits.float()
         nll = torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:], ignore_index=-100, reduction="sum")
         losses.append(nll)
