@@ -85,9 +85,12 @@ def total_updates(cfg) -> int:
 def sft_step(run) -> dict[str, float]:
     """One supervised step: the next ``sft.batch_size`` demonstrations, one optimizer step."""
     started = time.perf_counter()
-    demos = [run.demos.completion(i) for i in run.demo_sampler.next(run.config.sft.batch_size)]
+    cfg = run.config
+    demos = [run.demos.completion(i) for i in run.demo_sampler.next(cfg.sft.batch_size)]
     metrics = demo_update(run, demos)
     elapsed = time.perf_counter() - started
+    if cfg.log.samples_every and run.step % cfg.log.samples_every == 0:  # what the step trained on, readable
+        run.logger.log_samples(run.step, [demo_sample(c) for c in demos[: cfg.log.samples_per_dump]])
     forwarded = sum(len(c.prompt_ids) + len(c.token_ids) for c in demos)
     return metrics | {
         "train/lr": run.scheduler.get_last_lr()[0],
@@ -95,6 +98,15 @@ def sft_step(run) -> dict[str, float]:
         "time/update": elapsed,
         "throughput/update_tokens_per_s": forwarded / max(elapsed, 1e-9),
     }
+
+
+def demo_sample(c: Completion) -> dict:
+    """A demonstration as a samples.jsonl row (no reward or advantage: it was not sampled)."""
+    return {
+        "id": c.example.id, "prompt": c.example.prompt[-1]["content"], "completion": c.text,
+        "answer": c.example.answer, "reward": None, "components": {}, "advantage": None,
+        "finish_reason": c.finish_reason, "origin": c.origin,
+    }  # fmt: skip
 
 
 def demo_update(run, demos: list[Completion]) -> dict[str, float]:

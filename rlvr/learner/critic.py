@@ -75,9 +75,10 @@ def critic_update(
 ) -> dict[str, float]:
     """One optimizer step on the clipped value loss, token-mean over the batch. With
     ``shared_prompt`` each distinct prompt runs forward and backward once for the step, as in
-    :func:`rlvr.learner.update.update_step`."""
+    :func:`rlvr.learner.update.update_step`. Rows of demonstrations trained by the SFT loss have no
+    returns and are left out."""
     device = next(critic.parameters()).device
-    tokens = float(sum(mb.mask.sum().item() for mb in micro_batches))
+    tokens = float(sum((mb.mask * (1 - mb.sft)).sum().item() for mb in micro_batches))
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
     with through_recompute(critic.body):
@@ -85,8 +86,9 @@ def critic_update(
         for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
             mb = mb.to(device)
             values = critic(mb, leaves, prompt_of)
-            per_token, _ = value_loss(values, mb.old_values, mb.returns, mb.mask, value_clip=value_clip)
-            loss = (per_token * mb.mask).sum() / max(tokens, 1.0)
+            mask = mb.mask * (1 - mb.sft)
+            per_token, _ = value_loss(values, mb.old_values, mb.returns, mask, value_clip=value_clip)
+            loss = (per_token * mask).sum() / max(tokens, 1.0)
             loss.backward()
             total += loss.item()
         if prompts is not None:

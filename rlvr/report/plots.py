@@ -45,6 +45,8 @@ GROUPS: list[tuple[str, str, Callable[[str], bool]]] = [  # (file stem, title, w
     ("kl", "KL to the reference", lambda k: k.split("/")[-1] == "kl"),
     ("clip_frac", "Clip fraction", lambda k: k.split("/")[-1].startswith("clip_frac")),
     ("tool", "Tool use", lambda k: "tool" in k),
+    ("sft", "SFT loss on demonstrations (nats per token)", lambda k: k in ("sft/nll", "relift/nll")),
+    ("mix", "Demonstrations in the groups", lambda k: k in ("mix/demo_reward", "mix/prefix_reward")),
 ]
 
 
