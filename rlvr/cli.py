@@ -186,7 +186,7 @@ def cmd_train(args, sft_only: bool = False) -> int:
     if args.resume:
         import yaml
 
-        from rlvr.config import apply_overrides
+        from rlvr.config import apply_overrides, refuse_steps_with_stages
         from rlvr.config_upgrade import upgrade_saved
 
         saved = Path(args.resume) / "config.yaml"
@@ -199,6 +199,7 @@ def cmd_train(args, sft_only: bool = False) -> int:
             )
         raw = upgrade_saved(yaml.safe_load(saved.read_text()))
         apply_overrides(raw, overrides)
+        refuse_steps_with_stages(raw, overrides)
         config = validate(raw, source=str(saved))
         run_dir = train(config, Path(args.resume), resume=True)
     else:

@@ -322,11 +322,7 @@ def load_config(recipe: str | None = None, overrides: list[str] | None = None) -
         raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
     raw.setdefault("recipe", path.stem)
     apply_overrides(raw, overrides or [])
-    if raw.get("stages") and any(o.startswith("train.steps=") for o in overrides or []):
-        raise ConfigError(
-            "train.steps=... with stages: the stages' steps decide the run's length; set those instead, "
-            "e.g. stages='[{kind: sft, steps: 2}, {kind: rl, steps: 3}]'"
-        )
+    refuse_steps_with_stages(raw, overrides or [])
     return validate(raw, source=str(path))
 
 
@@ -504,6 +500,29 @@ def check_plugin_params(config: RunConfig) -> None:
         from rlvr.envs.rollout import ENVS
 
         _named("tools.env", lambda: ENVS.get(config.tools.env))
+    if any(s.kind == "sft" for s in config.stages) or config.sft.mixes:  # demonstrations are needed
+        _check_demos(config)
+
+
+def _check_demos(config: RunConfig) -> None:
+    """A demonstrations file that exists, or a task that generates them for the run's tool."""
+    from rlvr.demos.generate import check_generator
+
+    if config.demos.path:
+        if not Path(config.demos.path).expanduser().exists():
+            raise ConfigError(f"demos.path: demonstrations file not found: {config.demos.path}")
+        return
+    if config.demos.size == 0:
+        raise ConfigError("demos.size=0 means a whole file, but no demos.path is given: set demos.size > 0")
+    _named("demos", lambda: check_generator(config.task.name, config.tools.env))
+
+
+def refuse_steps_with_stages(raw: dict[str, Any], overrides: list[str]) -> None:
+    if raw.get("stages") and any(o.startswith("train.steps=") for o in overrides):
+        raise ConfigError(
+            "train.steps=... with stages: the stages' steps decide the run's length; set those instead, "
+            "e.g. stages='[{kind: sft, steps: 2}, {kind: rl, steps: 3}]'"
+        )
 
 
 def _named(key: str, lookup):

@@ -144,19 +144,11 @@ def make_bank(cfg, train_set: list[Example], tokenizer) -> DemoBank:
         demos = read_demonstrations(cfg.demos.path, tokenizer)
         demos = demos[:size] if size else demos
         return DemoBank([d.example for d in demos], demos.__getitem__, tokenizer, reset, cfg.sft.max_tokens, close)
-    from rlvr.demos.generate import DEMONSTRATORS, demonstration
-    from rlvr.errors import ConfigError
+    from rlvr.demos.generate import check_generator, demonstration
 
     task = cfg.task.name
-    if task not in DEMONSTRATORS:
-        raise ConfigError(
-            f"task {task!r} has no generated demonstrations (tasks with them: {', '.join(DEMONSTRATORS.names())}); "
-            "give a file with demos.path"
-        )
-    if size == 0:
-        raise ConfigError("demos.size=0 means a whole file, but no demos.path is given: set demos.size > 0")
+    check_generator(task, cfg.tools.env)
     examples = _distinct(train_set, size)
-    DEMONSTRATORS.get(task)(examples[0], cfg.tools.env)  # a tool it cannot demonstrate fails now, not mid-run
     return DemoBank(
         examples, lambda i: demonstration(task, examples[i], cfg.tools.env, env), tokenizer, reset,
         cfg.sft.max_tokens, close,

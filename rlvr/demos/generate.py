@@ -26,7 +26,18 @@ from rlvr.tasks.arithmetic import evaluate
 from rlvr.types import Demonstration, Example
 
 Demonstrator = Callable[[Example, str], list[str]]
-DEMONSTRATORS: Registry[Demonstrator] = Registry("demonstrator")
+DEMONSTRATORS: Registry[Demonstrator] = Registry("demonstrator")  # trait ``tools``: the tools.env values it writes for
+
+
+def check_generator(task: str, tool: str) -> None:
+    """ConfigError, at load, unless ``task`` has a demonstrator that writes for ``tool``."""
+    if task not in DEMONSTRATORS:
+        raise ConfigError(
+            f"task {task!r} has no generated demonstrations (tasks with them: {', '.join(DEMONSTRATORS.names())}); "
+            "give a file with demos.path"
+        )
+    if tool not in DEMONSTRATORS.traits(task).get("tools", ("none",)):
+        raise _unsupported(task, tool)
 
 
 def demonstration(task: str, example: Example, tool: str, env=None) -> Demonstration:
@@ -53,7 +64,7 @@ def _unsupported(task: str, tool: str) -> ConfigError:
     )
 
 
-@DEMONSTRATORS.register("arithmetic")
+@DEMONSTRATORS.register("arithmetic", tools=("none", "python"))
 def arithmetic_turns(example: Example, tool: str) -> list[str]:
     expression = example.meta["expression"]
     if tool == "python":
@@ -95,7 +106,7 @@ def _text(numbers: list[int], ops: list[str]) -> str:
     return " ".join(out)
 
 
-@DEMONSTRATORS.register("multihop")
+@DEMONSTRATORS.register("multihop", tools=("search",))
 def multihop_turns(example: Example, tool: str) -> list[str]:
     if tool != "search":
         raise _unsupported("multihop", tool)

@@ -1,6 +1,8 @@
 """Generated demonstrations: hand-checked worked solutions, tool transcripts played against the real
 environments, reproducible, and written by `rlvr demos` as a file that reads back to the same tokens."""
 
+import re
+
 import pytest
 
 from rlvr.cli import main
@@ -124,3 +126,20 @@ def test_rlvr_demos_writes_a_file_that_reads_back_to_the_same_tokens(tmp_path, t
     finally:
         generated.close()
         from_file.close()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["task.name=countdown", "sft.coef=0.1"], "demos: task 'countdown' has no generated demonstrations"),
+        (["stages=[{kind: sft, steps: 1}]", "demos.path=/no/such.jsonl"], "demonstrations file not found"),
+        (["sft.group_demos=1", "demos.size=0"], "demos.size=0 means a whole file"),
+        (["sft.group_demos=4", "sft.prefix_rollouts=4"], "must leave at least one sampled rollout"),
+        (["sft.prefix_rollouts=1", "tools.env=python"], "single-turn only"),
+        (["stages=[{kind: sft, steps: 1}]", "train.steps=3"], "the stages' steps decide the run's length"),
+        (["stages=[{kind: sft, steps: 0}]"], "stages.0.steps=0"),
+    ],
+)
+def test_demonstration_settings_are_checked_at_load(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("grpo", overrides)
