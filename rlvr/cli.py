@@ -183,6 +183,9 @@ def cmd_train(args, sft_only: bool = False) -> int:
     recipe, overrides = split_recipe_and_overrides(args.recipe, args.overrides)
     if sft_only and recipe is None and not args.resume:
         recipe = "sft"
+    if sft_only:  # rlvr sft train.steps=30: one SFT stage of 30 steps
+        overrides = [f"stages=[{{kind: sft, steps: {o.partition('=')[2]}}}]" if o.startswith("train.steps=") else o
+                     for o in overrides]  # fmt: skip
     if args.resume:
         import yaml
 

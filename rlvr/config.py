@@ -512,8 +512,6 @@ def _check_demos(config: RunConfig) -> None:
         if not Path(config.demos.path).expanduser().exists():
             raise ConfigError(f"demos.path: demonstrations file not found: {config.demos.path}")
         return
-    if config.demos.size == 0:
-        raise ConfigError("demos.size=0 means a whole file, but no demos.path is given: set demos.size > 0")
     _named("demos", lambda: check_generator(config.task.name, config.tools.env))
 
 

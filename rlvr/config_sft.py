@@ -14,7 +14,7 @@ class DemosConfig(Section):
     """Where demonstrations come from (rlvr.demos)."""
 
     path: str | None = None  # a JSONL / parquet / JSON / CSV file or saved dataset; None: the task's own generator
-    size: int = Field(256, ge=0)  # how many: the first N of the file, or N train prompts generated (0: the whole file)
+    size: int | None = Field(None, ge=1)  # the first N of the file (default: all), or N train prompts generated (256)
 
 
 class SftConfig(Section):
@@ -26,6 +26,7 @@ class SftConfig(Section):
     coef: float = Field(0.0, ge=0)  # auxiliary SFT loss on demonstrations during RL steps; 0: off
     coef_final: float = Field(0.0, ge=0)  # ... decays to this over each RL stage unless constant
     coef_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    convex: bool = False  # CHORD's form (1 - coef) L_RL + coef L_SFT instead of L_RL + coef L_SFT (coef <= 1)
     group_demos: int = Field(0, ge=0)  # LUFFY: a prompt with a demonstration has it in its group this many times
     off_policy_loss: Component = Component(name="luffy")  # luffy | importance (rlvr.algos.sft.OFF_POLICY_LOSSES)
     relift_size: int = Field(0, ge=0)  # ReLIFT: an SFT update once this many all-wrong prompts with demos gather
@@ -47,6 +48,8 @@ class SftConfig(Section):
         low, high = self.prefix_fraction
         if not 0 <= low <= high < 1:
             raise ValueError(f"sft.prefix_fraction={list(self.prefix_fraction)}: need 0 <= low <= high < 1")
+        if self.convex and max(self.coef, self.coef_final) > 1:
+            raise ValueError(f"sft.convex mixes (1 - coef) L_RL + coef L_SFT: sft.coef={self.coef} must be <= 1")
         return self
 
     @property

@@ -20,8 +20,9 @@
     buffer; when it holds ``relift_size``, one SFT update on their demonstrations follows that RL step.
 
 Limits: a stage's learning rate replaces ``optim.lr`` under the run's one schedule (counted in RL
-updates and SFT steps; ReLIFT's extra updates are not counted); demonstrations are matched to
-prompts by the last user message's text.
+updates and SFT steps; ReLIFT's extra updates run at the current rate and do not advance it);
+demonstrations are matched to prompts by the last user message's text; a step whose groups all
+agree under dynamic sampling makes no update, so its auxiliary SFT loss is skipped too.
 """
 
 import time
@@ -31,6 +32,8 @@ import torch
 
 from rlvr.algos.sft import sft_coefficient
 from rlvr.config_sft import Stage
+from rlvr.demos import prompt_key
+from rlvr.errors import ConfigError
 from rlvr.learner.passes import token_width
 from rlvr.learner.settings import loss_settings, micro_batches
 from rlvr.learner.update import update_step
@@ -91,7 +94,8 @@ def sft_step(run) -> dict[str, float]:
     elapsed = time.perf_counter() - started
     if cfg.log.samples_every and run.step % cfg.log.samples_every == 0:  # what the step trained on, readable
         run.logger.log_samples(run.step, [demo_sample(c) for c in demos[: cfg.log.samples_per_dump]])
-    forwarded = sum(len(c.prompt_ids) + len(c.token_ids) for c in demos)
+    prompts = {tuple(c.prompt_ids) for c in demos} if cfg.train.shared_prompt else [c.prompt_ids for c in demos]
+    forwarded = sum(len(p) for p in prompts) + sum(len(c.token_ids) for c in demos)
     return metrics | {
         "train/lr": run.scheduler.get_last_lr()[0],
         "time/step": elapsed,
@@ -103,20 +107,21 @@ def sft_step(run) -> dict[str, float]:
 def demo_sample(c: Completion) -> dict:
     """A demonstration as a samples.jsonl row (no reward or advantage: it was not sampled)."""
     return {
-        "id": c.example.id, "prompt": c.example.prompt[-1]["content"], "completion": c.text,
+        "id": c.example.id, "prompt": prompt_key(c.example), "completion": c.text,
         "answer": c.example.answer, "reward": None, "components": {}, "advantage": None,
         "finish_reason": c.finish_reason, "origin": c.origin,
     }  # fmt: skip
 
 
-def demo_update(run, demos: list[Completion]) -> dict[str, float]:
-    """One optimizer step of the SFT loss alone on ``demos``; metrics under ``sft/``."""
+def demo_update(run, demos: list[Completion], step_scheduler: bool = True) -> dict[str, float]:
+    """One optimizer step of the SFT loss alone on ``demos``; metrics under ``sft/``. ReLIFT's updates
+    do not step the learning-rate schedule (it counts the run's SFT and RL steps)."""
     width = token_width(demos)
     per_token = {"advantages": torch.zeros(len(demos), width), "sft": torch.ones(len(demos), width)}
     cfg = run.config
     metrics = update_step(
         run.model, run.ref_model, run.optimizer, run.scheduler, micro_batches(run, demos, per_token),
-        loss_settings(run, sft_coef=1.0), cfg.optim.max_grad_norm, run.step,
+        loss_settings(run, sft_coef=1.0), cfg.optim.max_grad_norm, run.step, step_scheduler,
     )  # fmt: skip
     return {
         "sft/loss": metrics["loss/total"],
@@ -200,9 +205,31 @@ def relift_after(run, batch) -> dict[str, float]:
     metrics = {"relift/added": float(failed), "relift/buffer": float(len(run.relift.rows))}
     if len(run.relift.rows) >= size:
         rows, run.relift.rows = run.relift.rows[:size], run.relift.rows[size:]
-        sft = demo_update(run, [run.demos.completion(i) for i in rows])
+        sft = demo_update(run, [run.demos.completion(i) for i in rows], step_scheduler=False)
         metrics |= {"relift/sft_update": 1.0, "relift/nll": sft["sft/nll"]}
         metrics["relift/buffer"] = float(len(run.relift.rows))
     else:
         metrics["relift/sft_update"] = 0.0
     return metrics
+
+
+def check_matches(cfg, demos, train_set) -> None:
+    """LUFFY, Prefix-RFT and ReLIFT use the demonstrations of training prompts: none matching is an error."""
+    if (cfg.sft.group_demos or cfg.sft.prefix_rollouts or cfg.sft.relift_size) and not demos.matched(train_set):
+        raise ConfigError(
+            f"none of the {len(demos)} demonstrations ({demos_source(cfg)}) matches a training prompt (matched by "
+            "the last user message's text): sft.group_demos, sft.prefix_rollouts and sft.relift_size need some"
+        )
+
+
+def demos_line(cfg, demos, train_set) -> str:
+    """How many demonstrations, from where, and how many training prompts have one."""
+    prompts = len({prompt_key(e) for e in train_set})
+    return (
+        f"demonstrations: {len(demos)} ({demos_source(cfg)}); "
+        f"{demos.matched(train_set)} of the {prompts} distinct training prompts have one"
+    )
+
+
+def demos_source(cfg) -> str:
+    return cfg.demos.path or f"generated for task {cfg.task.name!r}"

@@ -219,17 +219,24 @@ def group_advantages(estimator, rewards: torch.Tensor, group: int, width: int, l
 def policy_updates(
     run: Run, completions: list[Completion], per_token: dict[str, torch.Tensor], sft_coef: float = 1.0
 ) -> dict[str, float]:
-    """``inner_epochs`` passes over the kept completions, each in ``mini_batches`` optimizer steps."""
+    """``inner_epochs`` passes over the kept completions, each in ``mini_batches`` optimizer steps;
+    demonstrations for the auxiliary SFT loss (rows marked ``sft``) are dealt evenly among them."""
     cfg = run.config
-    settings = loss_settings(run, sft_coef)
+    rl_coef = 1.0 - sft_coef if cfg.sft.convex and sft_coef else 1.0  # CHORD's (1 - mu) L_RL + mu L_SFT
+    settings = loss_settings(run, sft_coef, rl_coef)
+    is_demo = per_token["sft"].sum(dim=1) > 0 if "sft" in per_token else torch.zeros(len(completions), dtype=torch.bool)
     per_update: list[dict[str, float]] = []
+    parts = cfg.train.mini_batches
     for epoch in range(cfg.train.inner_epochs):
-        order = list(range(len(completions)))
-        if cfg.train.mini_batches > 1:
-            random.Random(f"{cfg.train.seed}-{run.step}-{epoch}").shuffle(order)
-        size = max(len(order) // cfg.train.mini_batches, 1)
-        for start in range(0, len(order), size):
-            rows = order[start : start + size]
+        rollouts = [i for i in range(len(completions)) if not is_demo[i]]
+        demos = [i for i in range(len(completions)) if is_demo[i]]
+        if parts > 1:
+            random.Random(f"{cfg.train.seed}-{run.step}-{epoch}").shuffle(rollouts)
+            random.Random(f"{cfg.train.seed}-{run.step}-{epoch}-demos").shuffle(demos)
+        for j in range(parts):
+            rows = [*share(rollouts, j, parts), *share(demos, j, parts)]
+            if not rows:
+                continue
             subset = {name: values[rows] for name, values in per_token.items()}
             micro = micro_batches(run, [completions[i] for i in rows], subset)
             metrics = update_step(
@@ -252,9 +259,15 @@ def policy_updates(
                     shared_prompt=cfg.train.shared_prompt,
                 )
             per_update.append(metrics)
-    metrics = {key: sum(m.get(key, 0.0) for m in per_update) / len(per_update) for key in per_update[-1]}
+    keys = dict.fromkeys(k for m in per_update for k in m)  # a mean over the updates that report each
+    metrics = {k: sum(m[k] for m in per_update if k in m) / sum(k in m for m in per_update) for k in keys}
     metrics["logprob_mismatch"] = per_update[0]["logprob_mismatch"]  # before any update of this step
     return {f"train/{k}" if "/" not in k else k: v for k, v in metrics.items()}
+
+
+def share(rows: list[int], part: int, parts: int) -> list[int]:
+    """The ``part``-th of ``parts`` consecutive, near-equal slices of ``rows``."""
+    return rows[part * len(rows) // parts : (part + 1) * len(rows) // parts]
 
 
 def adapt_coefficients(run: Run, metrics: dict[str, float], batch_size: int) -> None:
@@ -300,6 +313,7 @@ def sample_rows(batch, per_token: dict[str, torch.Tensor], cfg: RunConfig) -> li
                 "components": {name: None if isnan(v[j]) else v[j] for name, v in batch.components.items()},
                 "advantage": per_token["advantages"][i, 0].item(),
                 "finish_reason": c.finish_reason,
+                "origin": c.origin,
             }
         )
     return rows
@@ -371,6 +385,8 @@ def setup(config: RunConfig, run_dir: Path | None, resume: bool) -> Run:
     run.logger = logger = MetricsLogger.for_run(config, run_dir, resume)
     logger.print(f"run directory: {run_dir}" + (f" (resumed at step {run.step})" if resume else ""))
     logger.print(precision_line(run))
+    if run.demos is not None:
+        logger.print(mixing.demos_line(config, run.demos, run.train_set))
     return run
 
 
@@ -456,6 +472,7 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
         run.keep("engine", engine)
     if any(s.kind == "sft" for s in config.stages) or config.sft.mixes:
         run.demos = make_bank(config, train_set, tokenizer)
+        mixing.check_matches(config, run.demos, train_set)
         run.demo_sampler = ShuffledSampler(len(run.demos), config.train.seed + 1)
         run.keep("demo_sampler", run.demo_sampler)
         if config.sft.relift_size:

@@ -12,6 +12,7 @@ from rlvr.cli import main
 from rlvr.config import load_config
 from rlvr.demos import DemoBank, render
 from rlvr.demos.guided import guided_groups
+from rlvr.errors import ConfigError
 from rlvr.metrics import read_metrics
 from rlvr.models import tiny_random
 from rlvr.rewards import REWARDS
@@ -58,7 +59,7 @@ def test_an_auxiliary_sft_loss_speeds_up_learning(tiny_config, tmp_path):
     """The toy reward from ~0.16 to above 0.7 (mean of steps 7-12) with demonstrations beside the RL loss;
     plain GRPO takes off anywhere between steps 5 and 28 (test_trainer)."""
     config = tiny_config(
-        f"demos.path={demos_file(tmp_path, n=2000)}", "demos.size=0", "train.steps=12", "checkpoint.export_final=false",
+        f"demos.path={demos_file(tmp_path, n=2000)}", "train.steps=12", "checkpoint.export_final=false",
         "sft.coef=1.0",
     )  # fmt: skip
     run_dir = train(config, tmp_path / "run")
@@ -71,7 +72,7 @@ def test_luffy_raises_the_demonstrations_probability(tiny_config, tmp_path):
     """Two demonstrations in each group, shaped with a small gamma (tiny-random gives any token ~1/49k):
     the policy's mean probability of the demonstrations' tokens grows a hundredfold in 12 steps."""
     config = tiny_config(
-        f"demos.path={demos_file(tmp_path, n=2000)}", "demos.size=0", "train.steps=12", "checkpoint.export_final=false",
+        f"demos.path={demos_file(tmp_path, n=2000)}", "train.steps=12", "checkpoint.export_final=false",
         "sft.group_demos=2", "sft.off_policy_loss.gamma=1e-4",
     )  # fmt: skip
     run_dir = train(config, tmp_path / "run")
@@ -114,6 +115,16 @@ def bank_of(engine, examples, text="The answer is 4."):
     return DemoBank(examples, demos.__getitem__, engine.tokenizer)
 
 
+def test_a_long_demonstrations_prefix_leaves_room_in_the_budget(engine):
+    train_set = make_task("arithmetic").split("train")
+    cfg = load_config(None, ["model.name=tiny-random", "sft.prefix_rollouts=4", "sft.prefix_fraction=[0.7, 0.9]"])
+    bank = bank_of(engine, train_set[:1], text=" ".join(["step"] * 60))
+    policy = lambda c, e, x, n, s: generate(e, x, n, s)  # noqa: E731
+    (group,) = guided_groups(cfg, engine, train_set[:1], 8, SamplingParams(max_new_tokens=10), bank, policy)
+    for c in group[4:]:
+        assert c.origin == "prefix" and c.loss_mask.index(1) <= 9 and len(c.token_ids) <= 10
+
+
 def test_guided_groups_hold_the_policys_rollouts_prefix_rollouts_and_the_demonstration(engine):
     train_set = make_task("arithmetic").split("train")
     with_demo, without = train_set[0], next(e for e in train_set if e.prompt != train_set[0].prompt)
@@ -137,11 +148,14 @@ def test_guided_groups_hold_the_policys_rollouts_prefix_rollouts_and_the_demonst
 
 def test_relift_sfts_on_failed_prompts_once_its_buffer_fills(tiny_config, tmp_path):
     config = tiny_config(
-        f"demos.path={demos_file(tmp_path, n=2000)}", "demos.size=0", "train.steps=4", "sft.relift_size=6",
+        f"demos.path={demos_file(tmp_path, n=2000)}", "train.steps=4", "sft.relift_size=6",
         "rewards=[{name: never, weight: 1.0}]", "eval.verifier=never", "checkpoint.export_final=false",
+        "optim.schedule=linear",
     )  # fmt: skip
     run_dir = train(config, tmp_path / "run")
     steps = rows(run_dir, "relift/buffer")
+    # ReLIFT's extra updates leave the schedule alone: linear decay over the 4 RL updates, 0.1 (1 - k/4)
+    assert [r["train/lr"] for r in steps] == pytest.approx([0.075, 0.05, 0.025, 0.0])
     assert [r["relift/added"] for r in steps] == [4, 4, 4, 4]  # 4 prompts a step, all failed, all with a demo
     assert [r["relift/sft_update"] for r in steps] == [0, 1, 1, 0]  # 4 -> 8 >= 6: update; 2 + 4 = 6: update
     assert [r["relift/buffer"] for r in steps] == [4, 2, 0, 4]
@@ -159,3 +173,40 @@ def test_rlvr_sft_runs_the_recipes_sft_stages_only(tmp_path):
     saved = load_config(str(run_dir / "config.yaml"))
     assert [s.kind for s in saved.stages] == ["sft"] and saved.train.steps == 2
     assert main(["sft", "grpo", "stages=[{kind: rl, steps: 1}]", "model.name=tiny-random"]) == 2  # nothing to run
+
+
+def test_rlvr_sft_train_steps_is_one_sft_stage(tmp_path):
+    run_dir = tmp_path / "sft"
+    args = ["sft", "model.name=tiny-random", "train.steps=2", f"run_dir={run_dir}", "eval.size=2", "demos.size=4",
+            "log.backends=[]", "checkpoint.export_final=false", "log.console=false"]  # fmt: skip
+    assert main(args) == 0
+    saved = load_config(str(run_dir / "config.yaml"))
+    assert [(s.kind, s.steps) for s in saved.stages] == [("sft", 2)]
+
+
+def test_auxiliary_demonstrations_are_dealt_to_every_mini_batch(tiny_config, tmp_path, monkeypatch):
+    import rlvr.trainer
+
+    seen = []
+    real = rlvr.trainer.update_step
+
+    def counting(model, ref, opt, sched, micro, settings, *args, **kwargs):
+        seen.append(sum(int((mb.sft.sum(dim=1) > 0).sum()) for mb in micro))
+        return real(model, ref, opt, sched, micro, settings, *args, **kwargs)
+
+    monkeypatch.setattr(rlvr.trainer, "update_step", counting)
+    config = tiny_config(
+        f"demos.path={demos_file(tmp_path)}", "train.steps=2", "train.mini_batches=2", "train.inner_epochs=2",
+        "sft.coef=0.5", "sft.batch_size=6", "checkpoint.export_final=false",
+    )  # fmt: skip
+    run_dir = train(config, tmp_path / "run")
+    assert seen == [3, 3, 3, 3, 3, 3, 3, 3]  # 2 steps x 2 epochs x 2 mini-batches, 6 demonstrations split evenly
+    assert all(r["sft/nll"] > 0 for r in rows(run_dir, "train/reward"))
+
+
+def test_demonstrations_that_match_no_training_prompt_are_refused(tiny_config, tmp_path):
+    path = tmp_path / "other.jsonl"
+    path.write_text(json.dumps({"prompt": "Name a colour.", "completion": "red"}) + "\n")
+    with pytest.raises(ConfigError, match="none of the 1 demonstrations .* matches a training prompt"):
+        train(tiny_config(f"demos.path={path}", "sft.group_demos=1"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # a failed start leaves nothing behind

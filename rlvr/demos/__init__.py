@@ -24,6 +24,8 @@ from dataclasses import replace
 from rlvr.rollout import chat_prompt_ids
 from rlvr.types import Completion, Demonstration, Example, Messages, Turn
 
+DEFAULT_GENERATED = 256  # generated demonstrations when demos.size is not set
+
 
 def prompt_key(example: Example) -> str:
     """What matches a demonstration to a prompt: the last user message's text, stripped."""
@@ -72,7 +74,7 @@ class DemoBank:
 
     def __init__(
         self, examples: list[Example], build: Callable[[int], Demonstration], tokenizer, reset=None,
-        max_tokens: int = 0, close: Callable[[], None] | None = None,
+        max_tokens: int = 0, close: Callable[[], None] | None = None, budget: int | None = None,
     ) -> None:  # fmt: skip
         self.examples = examples  # [D] the prompt each demonstration answers
         self._build = build
@@ -80,6 +82,7 @@ class DemoBank:
         self._reset = reset
         self._max_tokens = max_tokens  # a longer rendering is cut there (finish reason "length"); 0: never
         self._close = close
+        self._budget = budget  # the rollouts' token budget, given to every rendering
         self._demos: dict[int, Demonstration] = {}
         self._rendered: dict[int, Completion] = {}
         self._for_examples: dict[tuple[int, str], Completion] = {}
@@ -98,15 +101,19 @@ class DemoBank:
     def completion(self, i: int) -> Completion:
         """Demonstration ``i`` rendered (cached); the completion's example is the demonstration's."""
         if i not in self._rendered:
-            self._rendered[i] = self._cut(render(self._tokenizer, self.demo(i), self._reset))
+            self._rendered[i] = self._finish(render(self._tokenizer, self.demo(i), self._reset))
         return self._rendered[i]
 
-    def _cut(self, c: Completion) -> Completion:
+    def _finish(self, c: Completion) -> Completion:
+        """The rollouts' token budget (length rewards read it), and a rendering over ``max_tokens`` cut
+        there: tokens, text (decoded again) and finish reason "length"."""
+        c = replace(c, budget=self._budget)
         if not self._max_tokens or len(c.token_ids) <= self._max_tokens:
             return c
         n = self._max_tokens
-        return replace(c, token_ids=c.token_ids[:n], logprobs=c.logprobs[:n], loss_mask=c.loss_mask[:n],
-                       finish_reason="length")  # fmt: skip
+        text = self._tokenizer.decode(c.token_ids[:n], skip_special_tokens=True)
+        return replace(c, text=text, token_ids=c.token_ids[:n], logprobs=c.logprobs[:n], loss_mask=c.loss_mask[:n],
+                       turns=[], finish_reason="length")  # fmt: skip
 
     def close(self) -> None:
         """Stop what generating needed (a tool's sandbox)."""
@@ -117,19 +124,30 @@ class DemoBank:
         """The demonstration for ``example``'s prompt, if the bank has one."""
         return self._index.get(prompt_key(example))
 
+    def matched(self, examples: list[Example]) -> int:
+        """How many distinct prompts of ``examples`` have a demonstration."""
+        return len({prompt_key(e) for e in examples if self.find(e) is not None})
+
     def for_example(self, example: Example) -> Completion | None:
-        """The demonstration for ``example`` rendered, with the run's example attached (its answer
-        and meta score the demonstration), or None."""
+        """The demonstration for ``example``'s prompt rendered on the run's own example (its prompt,
+        template settings and environment instructions condition it, as the group's rollouts; its
+        answer and meta score it), or None when the bank has none."""
         i = self.find(example)
         if i is None:
             return None
-        return replace(self.completion(i), example=example)
+        key = (i, example.id)
+        if key not in self._for_examples:
+            demo = replace(self.demo(i), example=example)
+            self._for_examples[key] = self._finish(render(self._tokenizer, demo, self._reset))
+        return self._for_examples[key]
 
 
 def make_bank(cfg, train_set: list[Example], tokenizer) -> DemoBank:
-    """The run's demonstrations: ``demos.path`` read (the first ``demos.size``; 0: all), or the task's
-    generator on the first ``demos.size`` distinct train prompts. Prompts render through the run's
-    environment (``tools.env``) as its rollouts do."""
+    """The run's demonstrations: ``demos.path`` read (the first ``demos.size``; all by default), or the
+    task's generator on the first ``demos.size`` (256 by default) distinct train prompts. Prompts render
+    through the run's environment (``tools.env``) as its rollouts do."""
+    from rlvr.errors import ConfigError
+
     env = None
     if cfg.tools.env != "none":
         from rlvr.envs.rollout import ENVS
@@ -137,21 +155,26 @@ def make_bank(cfg, train_set: list[Example], tokenizer) -> DemoBank:
         env = ENVS.get(cfg.tools.env)(cfg.tools)
     reset = env.reset if env is not None else None
     close = env.close if env is not None else None
+    budget = cfg.tools.max_total_tokens if cfg.tools.env != "none" else cfg.rollout.max_new_tokens
     size = cfg.demos.size
     if cfg.demos.path:
         from rlvr.demos.files import read_demonstrations
 
         demos = read_demonstrations(cfg.demos.path, tokenizer)
-        demos = demos[:size] if size else demos
-        return DemoBank([d.example for d in demos], demos.__getitem__, tokenizer, reset, cfg.sft.max_tokens, close)
+        if size is not None and size > len(demos):
+            raise ConfigError(f"demos.size={size} but {cfg.demos.path} holds {len(demos)} demonstrations")
+        demos = demos[:size] if size is not None else demos
+        return DemoBank(
+            [d.example for d in demos], demos.__getitem__, tokenizer, reset, cfg.sft.max_tokens, close, budget
+        )
     from rlvr.demos.generate import check_generator, demonstration
 
     task = cfg.task.name
     check_generator(task, cfg.tools.env)
-    examples = _distinct(train_set, size)
+    examples = _distinct(train_set, DEFAULT_GENERATED if size is None else size)
     return DemoBank(
         examples, lambda i: demonstration(task, examples[i], cfg.tools.env, env), tokenizer, reset,
-        cfg.sft.max_tokens, close,
+        cfg.sft.max_tokens, close, budget,
     )  # fmt: skip
 
 

@@ -32,20 +32,20 @@ ANSWER_FIELDS = ("answer", "solution", "ground_truth")
 
 def read_demonstrations(path: str, tokenizer) -> list[Demonstration]:
     """Every row of ``path`` as a demonstration, in order."""
-    rows, where = _rows(path)
+    rows = _rows(path)
     if not rows:
         raise DataError(f"{path} has no demonstrations")
     stem = Path(path).stem
     demos = []
-    for i, row in enumerate(rows):
-        at = f"{path} {where} {i + 1 if where == 'line' else i}"
+    for i, (at, row) in enumerate(rows):
         if not isinstance(row, dict):
             raise DataError(f"{at}: expected a JSON object, got {type(row).__name__}")
         demos.append(_demonstration(row, f"{stem}:{i}", at, tokenizer))
     return demos
 
 
-def _rows(path: str) -> tuple[list[Any], str]:
+def _rows(path: str) -> list[tuple[str, Any]]:
+    """(where, row) pairs: "file line N" for JSON Lines (blank lines skipped, counted), "file row N" else."""
     source = Path(path).expanduser()
     if not source.exists():
         raise DataError(f"demonstrations file not found: {path}")
@@ -54,15 +54,14 @@ def _rows(path: str) -> tuple[list[Any], str]:
         for n, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
+                    rows.append((f"{path} line {n}", json.loads(line)))
                 except json.JSONDecodeError as e:
                     raise DataError(f"{path} line {n}: invalid JSON ({e.msg} at column {e.colno})") from None
-            else:
-                rows.append(None)  # keeps line numbers; dropped below
-        return [r for r in rows if r is not None], "line"
+        return rows
     from rlvr.tasks.dataset import read_rows
 
-    return read_rows(path, "train")
+    rows, where = read_rows(path, "train")
+    return [(f"{path} {where} {i + 1 if where == 'line' else i}", row) for i, row in enumerate(rows)]
 
 
 def _demonstration(row: dict, demo_id: str, at: str, tokenizer) -> Demonstration:
@@ -130,7 +129,7 @@ def _conversation(tokenizer, messages: Messages, first: int, at: str) -> tuple[t
     Rendered prefix by prefix, so it needs a template that renders a conversation incrementally."""
     if not getattr(tokenizer, "chat_template", None):
         raise DataError(f"{at}: 'messages' needs a tokenizer with a chat template")
-    eos = tokenizer.eos_token or ""
+    eos = end_of_turn(tokenizer)
 
     def text(upto: int, generation: bool) -> str:
         return tokenizer.apply_chat_template(messages[:upto], tokenize=False, add_generation_prompt=generation)
@@ -155,3 +154,13 @@ def _conversation(tokenizer, messages: Messages, first: int, at: str) -> tuple[t
     while pieces and not pieces[-1][1]:  # nothing to learn after the last assistant message
         pieces.pop()
     return tuple(p for p in pieces if p[0])
+
+
+def end_of_turn(tokenizer) -> str:
+    """The text the chat template writes right after an assistant message (``<|im_end|>``,
+    ``<|eot_id|>``, ...), without the newline; the tokenizer's eos when the template writes nothing."""
+    marker = "\ue000"
+    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    tail = text.split(marker, 1)[1].split("\n", 1)[0].strip() if marker in text else ""
+    return tail or (tokenizer.eos_token or "")

@@ -14,7 +14,9 @@ For a prompt that has a demonstration, its group of ``G`` holds, in this order:
 
 Prompts without a demonstration get ``G`` sampled rollouts. Fewer rollouts are sampled: LUFFY's
 members replace rollouts, which is the method's saving. Limits: prefix rollouts are single-turn; the
-prefix is cut at a token, which may split a word.
+prefix is cut at a token, which may split a word, and at most ``max_new_tokens - 1`` tokens long (the
+prefix and its continuation share the rollout's budget); Prefix-RFT's schedule that shortens the
+prefixes over training is not implemented (a fixed ``sft.prefix_fraction`` range).
 """
 
 import random
@@ -48,17 +50,20 @@ def prefix_rollouts(demos: list[Completion], k: int, engine, sampling: SamplingP
     if k == 0:
         return [[] for _ in demos]
     low, high = fraction
+    budget = sampling.max_new_tokens
     cuts = []
     for demo in demos:
         for _ in range(k):
-            cuts.append(int(random.uniform(low, high) * len(demo.token_ids)))  # the global RNG: checkpointed
+            cut = int(random.uniform(low, high) * len(demo.token_ids))  # the global RNG: checkpointed
+            cuts.append(min(cut, budget - 1))  # at least one token of the budget is the policy's
     prefixes = [demos[j // k].prompt_ids + demos[j // k].token_ids[: cuts[j]] for j in range(len(cuts))]
-    samples = engine.continue_ids(prefixes, sampling)
+    # one batch for all rows: each may use the budget its prefix leaves, the shortest prefix sets the length
+    samples = engine.continue_ids(prefixes, replace(sampling, max_new_tokens=budget - min(cuts)))
     tokenizer = engine.tokenizer
     out: list[list[Completion]] = [[] for _ in demos]
     for j, sample in enumerate(samples):
         demo, cut = demos[j // k], cuts[j]
-        room = max(sampling.max_new_tokens - cut, 1)
+        room = budget - cut
         ids, logprobs = sample.token_ids[:room], sample.logprobs[:room]
         finish = sample.finish_reason if len(ids) == len(sample.token_ids) else "length"
         head = tokenizer.decode(demo.token_ids[:cut], skip_special_tokens=True)

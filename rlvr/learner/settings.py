@@ -24,7 +24,7 @@ def micro_batches(run, completions: list[Completion], per_token: dict[str, torch
     )
 
 
-def loss_settings(run, sft_coef: float = 1.0) -> LossSettings:
+def loss_settings(run, sft_coef: float = 1.0, rl_coef: float = 1.0) -> LossSettings:
     cfg, algo = run.config, run.algorithm
     return LossSettings(
         policy_loss=algo.policy_loss,
@@ -42,5 +42,6 @@ def loss_settings(run, sft_coef: float = 1.0) -> LossSettings:
         fp32_logits=cfg.train.fp32_logits,
         sft_loss=algo.sft_loss,
         sft_coef=sft_coef,
+        rl_coef=rl_coef,
         off_policy_loss=algo.off_policy_loss,
     )

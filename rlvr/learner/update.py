@@ -65,6 +65,7 @@ class LossSettings:
     fp32_logits: bool = False  # under bf16: the LM head's forward logits from the fp32 weight (train.fp32_logits)
     sft_loss: Callable | str = "nll"  # on demonstration rows (MicroBatch.sft; rlvr.algos.sft.SFT_LOSSES)
     sft_coef: float = 1.0  # the SFT loss's weight beside the RL loss (its token mean over the step's demonstrations)
+    rl_coef: float = 1.0  # the RL loss's weight (CHORD's convex mix: 1 - sft_coef)
     off_policy_loss: Callable | str = "luffy"  # on off-policy group members (MicroBatch.off_policy; LUFFY)
 
 
@@ -82,8 +83,10 @@ def update_step(
     settings: LossSettings,
     max_grad_norm: float,
     step: int,
+    step_scheduler: bool = True,
 ) -> dict[str, float]:
-    """One optimizer step over ``micro_batches`` (gradient accumulation); returns metrics."""
+    """One optimizer step over ``micro_batches`` (gradient accumulation); returns metrics.
+    ``step_scheduler=False``: an extra update the learning-rate schedule does not count (ReLIFT's)."""
     from rlvr.algos.losses import truncated_is_weights
 
     policy_loss = bound(POLICY_LOSSES, settings.policy_loss)
@@ -124,7 +127,7 @@ def update_step(
                     mb,
                     settings.temperature,
                     with_entropy=True,
-                    entropy_grad=settings.entropy_coef > 0,
+                    entropy_grad=settings.entropy_coef > 0 and bool((mb.mask * (1 - mb.sft)).any()),
                     chunk=settings.logprob_chunk,
                     prompts=leaves,
                     prompt_of=prompt_of,
@@ -146,7 +149,8 @@ def update_step(
                     per_token = torch.where(off_mask > 0, off_token, per_token)
                     for name, value in off_metrics.items():
                         record(name, value, off_mask.sum().item())
-                if kl_estimator is not None:
+                has_rl = bool(rl_mask.any())  # a micro-batch of demonstrations alone skips the RL-only passes
+                if kl_estimator is not None and has_rl:
                     with torch.no_grad():
                         ref_logprobs, _ = completion_logprobs(
                             ref_model,
@@ -161,7 +165,7 @@ def update_step(
                     kl, _ = kl_estimator(logprobs, ref_logprobs)
                     per_token = per_token + settings.kl_coef * kl * rl_mask
                     record("kl", (kl.detach() * on_policy).sum().item() / max(tokens, 1), tokens)
-                if settings.entropy_coef > 0:
+                if settings.entropy_coef > 0 and has_rl:
                     per_token = per_token - settings.entropy_coef * entropy * rl_mask
                 loss, _ = aggregate(
                     per_token,
@@ -170,6 +174,7 @@ def update_step(
                     batch_sequences=batch_sequences,
                     max_tokens=settings.max_tokens,
                 )
+                loss = settings.rl_coef * loss
                 if sft_tokens:  # demonstrations: the SFT loss's token mean over the step, weighted
                     sft_mask = mb.mask * mb.sft
                     sft_token, sft_metrics = sft_loss(logprobs, sft_mask)
@@ -197,7 +202,8 @@ def update_step(
         optimizer.zero_grad(set_to_none=True)
         raise TrainingError(f"step {step}: the gradient norm is {grad_norm} (non-finite); no update was applied")
     optimizer.step()
-    scheduler.step()
+    if step_scheduler:
+        scheduler.step()
     metrics = {name: sums[name] / weights[name] for name in sums if weights[name] > 0}
     metrics["loss/total"] = total_loss
     metrics["grad_norm"] = grad_norm

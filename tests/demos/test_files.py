@@ -111,3 +111,13 @@ def test_parquet_through_datasets(tmp_path, tokenizer):
     )
     (demo,) = read_demonstrations(str(path), tokenizer)
     assert demo.segments == (("\\boxed{2}", True),) and demo.example.answer == "2"
+
+
+def test_line_numbers_count_blank_lines(tmp_path, tokenizer):
+    path = tmp_path / "gaps.jsonl"
+    path.write_text('{"prompt": "a", "completion": "b"}\n\n{"prompt": "a"}\n')
+    with pytest.raises(DataError, match=re.escape(f"{path} line 3: a demonstration needs")):
+        read_demonstrations(str(path), tokenizer)
+    path.write_text('{"prompt": "a", "completion": "b"}\nnull\n')
+    with pytest.raises(DataError, match=re.escape(f"{path} line 2: expected a JSON object, got NoneType")):
+        read_demonstrations(str(path), tokenizer)

@@ -118,7 +118,9 @@ def test_rlvr_demos_writes_a_file_that_reads_back_to_the_same_tokens(tmp_path, t
     assert main(["demos", "tir", "model.name=tiny-random", "demos.size=4", "--out", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 4
     _, _, generated = bank_for("tir", tokenizer, "demos.size=4")
-    _, _, from_file = bank_for("tir", tokenizer, f"demos.path={out}", "demos.size=0")
+    _, _, from_file = bank_for("tir", tokenizer, f"demos.path={out}", "demos.size=4")
+    with pytest.raises(ConfigError, match=re.escape(f"demos.size=5 but {out} holds 4 demonstrations")):
+        bank_for("tir", tokenizer, f"demos.path={out}", "demos.size=5")
     try:
         for i in range(4):
             a, b = generated.completion(i), from_file.completion(i)
@@ -133,7 +135,7 @@ def test_rlvr_demos_writes_a_file_that_reads_back_to_the_same_tokens(tmp_path, t
     [
         (["task.name=countdown", "sft.coef=0.1"], "demos: task 'countdown' has no generated demonstrations"),
         (["stages=[{kind: sft, steps: 1}]", "demos.path=/no/such.jsonl"], "demonstrations file not found"),
-        (["sft.group_demos=1", "demos.size=0"], "demos.size=0 means a whole file"),
+        (["sft.group_demos=1", "demos.size=0"], "demos.size=0: Input should be greater than or equal to 1"),
         (["sft.group_demos=4", "sft.prefix_rollouts=4"], "must leave at least one sampled rollout"),
         (["sft.prefix_rollouts=1", "tools.env=python"], "single-turn only"),
         (["stages=[{kind: sft, steps: 1}]", "train.steps=3"], "the stages' steps decide the run's length"),

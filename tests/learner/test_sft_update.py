@@ -30,13 +30,13 @@ def per_token(rows, advantages, sft=(), off_policy=()):
     return out
 
 
-def run_update(rows, tokens, size=8, sft_coef=1.0, shared_prompt=True, off_policy_loss="luffy"):
+def run_update(rows, tokens, size=8, sft_coef=1.0, shared_prompt=True, off_policy_loss="luffy", rl_coef=1.0):
     model, _ = tiny_random(seed=1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: keep the gradients, change nothing
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     settings = LossSettings(
         "ppo_clip", "token_mean", temperature=1.0, max_tokens=16, sft_coef=sft_coef, shared_prompt=shared_prompt,
-        off_policy_loss=off_policy_loss,
+        off_policy_loss=off_policy_loss, rl_coef=rl_coef,
     )  # fmt: skip
     batches = make_micro_batches(rows, tokens, size=size, pad_id=0, shared_prompt=shared_prompt)
     metrics = update_step(model, None, optimizer, scheduler, batches, settings, max_grad_norm=1e9, step=1)
@@ -81,18 +81,21 @@ def test_demonstrations_beside_rollouts_are_split_invariant(size):
         torch.testing.assert_close(split[name], whole[name], rtol=1e-4, atol=1e-7)
 
 
-def test_the_rl_and_sft_losses_have_their_own_normalizers():
+@pytest.mark.parametrize("rl_coef", [1.0, 0.75])  # 0.75: CHORD's convex form, (1 - mu) L_RL + mu L_SFT
+def test_the_rl_and_sft_losses_have_their_own_normalizers(rl_coef):
     """RL rows' token mean over RL tokens + coef x the demonstrations' token mean, gradients too."""
     rollouts = [row(5, 4, 0), row(4, 6, 1)]
     demos = [row(6, 3, 2), row(3, 7, 3)]
     rl_metrics, rl_grads = run_update(rollouts, per_token(rollouts, [1.0, -0.5]))
     sft_metrics, sft_grads = run_update(demos, per_token(demos, [0.0, 0.0], sft=(0, 1)))
     rows = rollouts + demos
-    mixed_metrics, mixed_grads = run_update(rows, per_token(rows, [1.0, -0.5, 0.0, 0.0], sft=(2, 3)), sft_coef=0.25)
-    expected = rl_metrics["loss/total"] + 0.25 * sft_metrics["loss/total"]
+    tokens = per_token(rows, [1.0, -0.5, 0.0, 0.0], sft=(2, 3))
+    mixed_metrics, mixed_grads = run_update(rows, tokens, sft_coef=0.25, rl_coef=rl_coef)
+    expected = rl_coef * rl_metrics["loss/total"] + 0.25 * sft_metrics["loss/total"]
     assert mixed_metrics["loss/total"] == pytest.approx(expected, rel=1e-5)
     for name in mixed_grads:
-        torch.testing.assert_close(mixed_grads[name], rl_grads[name] + 0.25 * sft_grads[name], rtol=1e-4, atol=1e-6)
+        expected_grad = rl_coef * rl_grads[name] + 0.25 * sft_grads[name]
+        torch.testing.assert_close(mixed_grads[name], expected_grad, rtol=1e-4, atol=1e-6)
 
 
 def test_off_policy_rows_get_luffys_shaped_loss():
