@@ -120,6 +120,12 @@ class DemoBank:
         if self._close is not None:
             self._close()
 
+    def __enter__(self) -> "DemoBank":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def find(self, example: Example) -> int | None:
         """The demonstration for ``example``'s prompt, if the bank has one."""
         return self._index.get(prompt_key(example))

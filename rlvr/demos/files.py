@@ -26,7 +26,6 @@ from typing import Any
 from rlvr.errors import DataError
 from rlvr.types import Demonstration, Example, Messages
 
-ROLES = ("system", "user", "assistant", "tool")
 ANSWER_FIELDS = ("answer", "solution", "ground_truth")
 
 
@@ -109,18 +108,11 @@ def _example(demo_id: str, prompt: Messages, answer: str, meta: dict, at: str) -
 
 
 def _messages(raw: Any, at: str, field: str) -> Messages:
+    from rlvr.tasks.dataset import chat_message  # the dataset task's check: one wording of every error
+
     if not isinstance(raw, list) or not raw:
         raise DataError(f"{at}: {field!r} must be a non-empty list of messages")
-    out = []
-    for k, m in enumerate(raw):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise DataError(f"{at}: {field}[{k}] must be a message with 'role' and 'content', got {m!r:.80}")
-        if m["role"] not in ROLES:
-            raise DataError(f"{at}: {field}[{k}] has role {m['role']!r} (expected one of {', '.join(ROLES)})")
-        if not isinstance(m["content"], str):
-            raise DataError(f"{at}: {field}[{k}] content must be a string (images and other parts are not supported)")
-        out.append({"role": m["role"], "content": m["content"]})
-    return out
+    return [chat_message(m, at, field, k) for k, m in enumerate(raw)]
 
 
 def _conversation(tokenizer, messages: Messages, first: int, at: str) -> tuple[tuple[str, bool], ...]:

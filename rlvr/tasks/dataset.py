@@ -237,7 +237,7 @@ def _prompt_messages(raw: Any, at: str, field: str, shape: RowShape) -> tuple[Me
             return [{"role": "user", "content": prefix + raw + shape.instruction}], True
         messages = [{"role": "user", "content": raw}]
     elif isinstance(raw, list) and raw:
-        messages = [_message(m, at, field, k) for k, m in enumerate(raw)]
+        messages = [chat_message(m, at, field, k) for k, m in enumerate(raw)]
         if not shape.chat_template:
             raise DataError(f"{at}: field {field!r} is a list of messages, which needs task.chat_template: true")
     else:
@@ -250,7 +250,8 @@ def _prompt_messages(raw: Any, at: str, field: str, shape: RowShape) -> tuple[Me
     return messages, False
 
 
-def _message(message: Any, at: str, field: str, k: int) -> dict[str, str]:
+def chat_message(message: Any, at: str, field: str, k: int) -> dict[str, str]:
+    """A checked ``{role, content}`` message of a row (``at`` names the file and row in the error)."""
     if not isinstance(message, dict) or "role" not in message or "content" not in message:
         raise DataError(f"{at}: {field}[{k}] must be a message with 'role' and 'content', got {message!r:.80}")
     if message["role"] not in ROLES:

@@ -61,49 +61,36 @@ def bank_for(recipe: str, tokenizer, *overrides: str):
 def test_every_generated_demonstration_is_correct(recipe, tokenizer):
     config, _, bank = bank_for(recipe, tokenizer)
     verifier = REWARDS.get(config.rewards[0].name)
-    try:
+    with bank:
         for i in range(len(bank)):
             c = bank.completion(i)
             assert verifier(c, c.example) == 1.0, c.text
             assert REWARDS.get("boxed_format")(c, c.example) == 1.0
-    finally:
-        bank.close()
 
 
 def test_tir_transcripts_hold_the_sandboxs_real_output(tokenizer):
-    _, _, bank = bank_for("tir", tokenizer)
-    try:
+    with bank_for("tir", tokenizer)[2] as bank:
         c = bank.completion(0)
         code, observation, answer = bank.demo(0).segments
         assert code[0].startswith("```python\nprint(") and code[0].endswith("\n```\n") and code[1]
         assert observation == (f"```output\n{c.example.answer}\n```\n", False)  # masked: the env wrote it
         assert answer[1] and c.turns[0].observation == observation[0]
         assert "You may run Python" in tokenizer.decode(c.prompt_ids)  # the env's instructions, as in a rollout
-    finally:
-        bank.close()
 
 
 def test_search_transcripts_retrieve_each_hop(tokenizer):
-    _, _, bank = bank_for("search", tokenizer)
-    try:
+    with bank_for("search", tokenizer)[2] as bank:
         demo = bank.demo(0)
         path = demo.example.meta["path"]
         observations = [text for text, trained in demo.segments if not trained]
         assert len(observations) == len(path) - 1  # one search per hop
         for hop, result in enumerate(observations):
             assert result.startswith("\n<result>\n") and path[hop + 1] in result  # the next entity is retrieved
-    finally:
-        bank.close()
 
 
 def test_generation_is_reproducible(tokenizer):
-    first = bank_for("tir", tokenizer)[2]
-    second = bank_for("tir", tokenizer)[2]
-    try:
+    with bank_for("tir", tokenizer)[2] as first, bank_for("tir", tokenizer)[2] as second:
         assert [first.demo(i) for i in range(6)] == [second.demo(i) for i in range(6)]
-    finally:
-        first.close()
-        second.close()
 
 
 def test_a_task_without_a_demonstrator_says_so(tokenizer):
@@ -117,17 +104,16 @@ def test_rlvr_demos_writes_a_file_that_reads_back_to_the_same_tokens(tmp_path, t
     out = tmp_path / "tir.jsonl"
     assert main(["demos", "tir", "model.name=tiny-random", "demos.size=4", "--out", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 4
-    _, _, generated = bank_for("tir", tokenizer, "demos.size=4")
-    _, _, from_file = bank_for("tir", tokenizer, f"demos.path={out}", "demos.size=4")
     with pytest.raises(ConfigError, match=re.escape(f"demos.size=5 but {out} holds 4 demonstrations")):
         bank_for("tir", tokenizer, f"demos.path={out}", "demos.size=5")
-    try:
+    generated, from_file = (
+        bank_for("tir", tokenizer, "demos.size=4")[2],
+        bank_for("tir", tokenizer, f"demos.path={out}")[2],
+    )
+    with generated, from_file:
         for i in range(4):
             a, b = generated.completion(i), from_file.completion(i)
             assert (a.prompt_ids, a.token_ids, a.loss_mask) == (b.prompt_ids, b.token_ids, b.loss_mask)
-    finally:
-        generated.close()
-        from_file.close()
 
 
 @pytest.mark.parametrize(
