@@ -106,10 +106,8 @@ def test_rlvr_demos_writes_a_file_that_reads_back_to_the_same_tokens(tmp_path, t
     assert len(out.read_text().splitlines()) == 4
     with pytest.raises(ConfigError, match=re.escape(f"demos.size=5 but {out} holds 4 demonstrations")):
         bank_for("tir", tokenizer, f"demos.path={out}", "demos.size=5")
-    generated, from_file = (
-        bank_for("tir", tokenizer, "demos.size=4")[2],
-        bank_for("tir", tokenizer, f"demos.path={out}")[2],
-    )
+    generated = bank_for("tir", tokenizer, "demos.size=4")[2]
+    from_file = bank_for("tir", tokenizer, f"demos.path={out}", "demos.size=4")[2]
     with generated, from_file:
         for i in range(4):
             a, b = generated.completion(i), from_file.completion(i)
