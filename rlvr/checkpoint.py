@@ -79,10 +79,17 @@ def save_checkpoint(run_dir: Path, step: int, model, state: dict[str, Any], conf
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     target = root / f"{PREFIX}{step:06d}"
-    with atomic_folder(target, fsync=True) as tmp:
-        save_file(trainable_state(model), str(tmp / "model.safetensors"))
-        torch.save({**state, "step": step}, tmp / "state.pt")
-        (tmp / "config.yaml").write_text(config_yaml)
+    try:
+        with atomic_folder(target, fsync=True) as tmp:
+            save_file(trainable_state(model), str(tmp / "model.safetensors"))
+            torch.save({**state, "step": step}, tmp / "state.pt")
+            (tmp / "config.yaml").write_text(config_yaml)
+    except (OSError, RuntimeError) as err:  # a full disk shows as either; the earlier checkpoints are intact
+        free = shutil.disk_usage(root).free / 2**30
+        raise TrainingError(
+            f"could not write the checkpoint of step {step} to {target} ({one_line(err, 200)}; {free:.1f} GiB free "
+            "on that disk); the earlier checkpoints are intact: resume from them with --resume"
+        ) from None
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target

@@ -165,3 +165,23 @@ def test_rollouts_do_not_depend_on_rng_drawn_while_loading_models(tiny_config, t
     monkeypatch.setattr(rlvr.trainer, "load_model", load_drawing_random_numbers)
     cold = train(config, tmp_path / "cold")
     assert (warm / "samples.jsonl").read_text() == (cold / "samples.jsonl").read_text()
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_earlier_ones(tiny_config, tmp_path, monkeypatch):
+    import rlvr.checkpoint
+
+    config = tiny_config("train.steps=2", "checkpoint.every=1", "checkpoint.export_final=false")
+    run_dir = train(config, tmp_path / "run", stop_after=1)
+    real_save = torch.save
+
+    def disk_full(obj, path, *args, **kwargs):
+        if "step-000002" in str(path):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 860287104 vs 860287056")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(rlvr.checkpoint.torch, "save", disk_full)
+    with pytest.raises(TrainingError, match="could not write the checkpoint of step 2") as err:
+        train(config, run_dir, resume=True)
+    assert "\n" not in str(err.value) and "GiB free" in str(err.value)
+    assert [p.name for p in list_checkpoints(run_dir)] == ["step-000001"]  # intact, nothing half-written
+    assert not [p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith(".tmp")]
