@@ -154,15 +154,15 @@ def test_rollouts_do_not_depend_on_rng_drawn_while_loading_models(tiny_config, t
     """Converting the embedded model on a cold cache draws random numbers; runs must not care."""
     config = tiny_config("train.steps=2", "checkpoint.export_final=false", "log.samples_every=1")
     warm = train(config, tmp_path / "warm")
-    import rlvr.trainer
+    import rlvr.run_setup
 
-    real_load = rlvr.trainer.load_model
+    real_load = rlvr.run_setup.load_model
 
     def load_drawing_random_numbers(*args, **kwargs):
         torch.rand(1000)
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(rlvr.trainer, "load_model", load_drawing_random_numbers)
+    monkeypatch.setattr(rlvr.run_setup, "load_model", load_drawing_random_numbers)
     cold = train(config, tmp_path / "cold")
     assert (warm / "samples.jsonl").read_text() == (cold / "samples.jsonl").read_text()
 

@@ -2,7 +2,7 @@
 
 Shared by the RL step (:mod:`rlvr.trainer`) and the SFT and mixing steps (:mod:`rlvr.mixing`), so both
 train through the same :func:`rlvr.learner.update.update_step` with the same settings. ``run`` is a
-:class:`rlvr.trainer.Run` (duck-typed: its config, tokenizer, algorithm, coefficients, precision).
+:class:`rlvr.run_setup.Run` (duck-typed: its config, tokenizer, algorithm, coefficients, precision).
 """
 
 import torch
