@@ -254,15 +254,14 @@ def cmd_demos(args) -> int:
 
 
 def demo_row(demo) -> dict:
-    """A demonstration as a JSONL row of the prompt / completion shape (rlvr.demos.files)."""
+    """A demonstration as a JSONL row of the prompt / completion shape (rlvr.demos.files); the example's
+    meta as further columns (a search demonstration's corpus, ...), which read back into its meta."""
     pieces = [{"role": "assistant" if trained else "tool", "content": text} for text, trained in demo.segments]
     completion = pieces[0]["content"] if len(pieces) == 1 else pieces
-    return {
-        "id": demo.example.id,
-        "prompt": demo.example.prompt,
-        "completion": completion,
-        "answer": demo.example.answer,
-    }
+    row = {"id": demo.example.id, "prompt": demo.example.prompt, "completion": completion}
+    row["answer"] = demo.example.answer
+    reserved = {"messages", "prompt", "completion", "answer", "id", "solution", "ground_truth"}
+    return row | {k: v for k, v in demo.example.meta.items() if k not in reserved}
 
 
 def eval_config(model: str | None, recipe: str | None, overrides: list[str]):

@@ -100,18 +100,20 @@ def test_a_task_without_a_demonstrator_says_so(tokenizer):
         bank_for("search", tokenizer, "tools.env=python")
 
 
-def test_rlvr_demos_writes_a_file_that_reads_back_to_the_same_tokens(tmp_path, tokenizer):
-    out = tmp_path / "tir.jsonl"
-    assert main(["demos", "tir", "model.name=tiny-random", "demos.size=4", "--out", str(out)]) == 0
+@pytest.mark.parametrize("recipe", ["tir", "search"])
+def test_rlvr_demos_writes_a_file_that_reads_back_to_the_same_tokens(tmp_path, tokenizer, recipe):
+    out = tmp_path / f"{recipe}.jsonl"
+    assert main(["demos", recipe, "model.name=tiny-random", "demos.size=4", "--out", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 4
     with pytest.raises(ConfigError, match=re.escape(f"demos.size=5 but {out} holds 4 demonstrations")):
-        bank_for("tir", tokenizer, f"demos.path={out}", "demos.size=5")
-    generated = bank_for("tir", tokenizer, "demos.size=4")[2]
-    from_file = bank_for("tir", tokenizer, f"demos.path={out}", "demos.size=4")[2]
+        bank_for(recipe, tokenizer, f"demos.path={out}", "demos.size=5")
+    generated = bank_for(recipe, tokenizer, "demos.size=4")[2]
+    from_file = bank_for(recipe, tokenizer, f"demos.path={out}", "demos.size=4")[2]  # search: its corpus in meta
     with generated, from_file:
         for i in range(4):
             a, b = generated.completion(i), from_file.completion(i)
             assert (a.prompt_ids, a.token_ids, a.loss_mask) == (b.prompt_ids, b.token_ids, b.loss_mask)
+            assert b.example.answer == a.example.answer and b.example.meta.get("corpus") == a.example.meta.get("corpus")
 
 
 @pytest.mark.parametrize(
