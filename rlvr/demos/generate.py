@@ -11,14 +11,18 @@ masks it. Same example, same tool: same demonstration.
   ("5 * 2 = 10, so 3 + 5 * 2 = 3 + 10. 3 + 10 = 13. The answer is \\boxed{13}.").
 - ``arithmetic``, ``python`` (the ``tir`` recipe): a ```` ```python ```` block printing the
   expression, its output, the boxed answer.
-- ``multihop``, ``search`` (the ``search`` recipe): one ``<search>`` per hop for the entity the
-  last result named, then the boxed answer.
+- ``multihop``, ``search`` (the ``search`` recipe): one ``<search>`` per hop for the entity reached so
+  far; after each result the fact that names the next entity, quoted from its document ("Zentrix was
+  founded by Tala Voskin. <search>Tala Voskin</search>"), then the boxed answer.
 
 Limits: the wording is a fixed template per task (a demonstration teaches the format and the
 method, not style); other tasks have no demonstrator (give a file with ``demos.path``).
 """
 
+import functools
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 from rlvr.errors import ConfigError
 from rlvr.registry import Registry
@@ -108,9 +112,27 @@ def _text(numbers: list[int], ops: list[str]) -> str:
 
 @DEMONSTRATORS.register("multihop", tools=("search",))
 def multihop_turns(example: Example, tool: str) -> list[str]:
+    """One search per hop for the entity reached so far; after each result, the fact that names the
+    next entity, quoted from its document (the question's ``supporting`` documents), then the answer."""
     if tool != "search":
         raise _unsupported("multihop", tool)
     path = example.meta["path"]  # entity names from the question's start to the answer
+    documents = _corpus_texts(str(example.meta["corpus"]))
+    supporting = zip(example.meta["supporting"], path[1:], strict=True)  # one document per hop
+    facts = [_sentence_naming(documents[doc], name) for doc, name in supporting]
     turns = [f"<search>{path[0]}</search>"]
-    turns += [f"The result names {name}. <search>{name}</search>" for name in path[1:-1]]
-    return [*turns, f"The result names {path[-1]}. The answer is \\boxed{{{path[-1]}}}."]
+    turns += [f"{fact} <search>{name}</search>" for fact, name in zip(facts[:-1], path[1:-1], strict=True)]
+    return [*turns, f"{facts[-1]} The answer is \\boxed{{{path[-1]}}}."]
+
+
+@functools.lru_cache(maxsize=8)
+def _corpus_texts(corpus: str) -> dict[str, str]:
+    from rlvr.tools.search import read_corpus
+
+    return {doc_id: text for doc_id, _, text in read_corpus(Path(corpus))}
+
+
+def _sentence_naming(text: str, name: str) -> str:
+    """The first sentence of ``text`` that mentions ``name`` (a fact document states one fact first)."""
+    sentences = [s.strip() for s in re.split(r"(?<=\.)\s+", text) if s.strip()]
+    return next((s for s in sentences if name in s), sentences[0] if sentences else text)

@@ -86,6 +86,11 @@ def test_search_transcripts_retrieve_each_hop(tokenizer):
         assert len(observations) == len(path) - 1  # one search per hop
         for hop, result in enumerate(observations):
             assert result.startswith("\n<result>\n") and path[hop + 1] in result  # the next entity is retrieved
+        written = [text for text, trained in demo.segments if trained]
+        for hop in range(1, len(path)):  # after each result: the fact naming the next entity, as its document says
+            fact = written[hop].split(" <search>")[0].split(" The answer is")[0]
+            assert path[hop - 1] in fact and path[hop] in fact and fact.endswith("."), fact
+        assert written[-1].endswith(f"The answer is \\boxed{{{path[-1]}}}.")
 
 
 def test_generation_is_reproducible(tokenizer):
