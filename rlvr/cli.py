@@ -231,7 +231,7 @@ def cmd_demos(args) -> int:
     read back with ``demos.path``: the task's prompt, the completion as assistant and tool pieces, the answer."""
     from rlvr.config import load_config, split_recipe_and_overrides
     from rlvr.demos import make_bank
-    from rlvr.models import load_model
+    from rlvr.models import tokenizer_for
     from rlvr.tasks import make_task
 
     recipe, overrides = split_recipe_and_overrides(args.recipe, args.overrides)
@@ -239,8 +239,7 @@ def cmd_demos(args) -> int:
     if config.demos.path:
         raise ConfigError("rlvr demos writes generated demonstrations: drop demos.path")
     task = make_task(config.task.name, **config.task.params())
-    _, tokenizer = load_model(config.model.name, seed=config.train.seed)  # the template renders the tool's turns
-    bank = make_bank(config, task.split("train"), tokenizer)
+    bank = make_bank(config, task.split("train"), tokenizer_for(config.model.name))  # its template renders turns
     try:
         rows = [demo_row(bank.demo(i)) for i in range(len(bank))]
     finally:

@@ -81,6 +81,15 @@ def load_model(name: str, dtype: str = "float32", seed: int = 0):
     return model, tokenizer
 
 
+def tokenizer_for(name: str):
+    """The tokenizer of model ``name`` without loading its weights where rlvr can (the embedded model,
+    tiny-random and the random SmolLM2 shapes share SmolLM2's); other names load the model once."""
+    name = ALIASES.get(name, name)
+    if name in (TINY, EMBEDDED, *RANDOM_SMOLLM2):
+        return load_tokenizer(str(smollm2_tokenizer_dir()))
+    return load_model(name)[1]
+
+
 def in_hub_cache(name: str) -> bool:
     """Whether hub id ``name`` has a config in the local Hugging Face cache (no network is touched)."""
     from huggingface_hub import try_to_load_from_cache
