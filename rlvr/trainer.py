@@ -121,7 +121,8 @@ def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, floa
     rewards, metrics = batch.rewards.clone(), {}
     kl_coef = run.coefficients.kl
     needs_passes = cfg.algo.kl_in_reward or run.critic is not None or cfg.algo.tis_cap is not None
-    micro = micro_batches(run, kept, {}) if needs_passes else []
+    demos = {"off_policy": mixing.off_policy_rows(kept, torch.zeros(len(kept), width))}  # TIS metrics: sampled rows
+    micro = micro_batches(run, kept, demos) if needs_passes else []
     extra: dict[str, torch.Tensor] = {}
     if cfg.algo.tis_cap is not None:  # the trainer's own old log-probs, once, before any update of the step
         t = cfg.train

@@ -66,6 +66,6 @@ def trainer_old_logprobs(
     with autocast(device, precision):  # the same compute as the update's, so an unchanged policy gives ratio 1
         old = per_row(micro, count, width, device, logprobs, body=body)
     rollout = per_row(micro, count, width, torch.device("cpu"), lambda mb, *_: mb.rollout_logprobs)
-    mask = per_row(micro, count, width, torch.device("cpu"), lambda mb, *_: mb.mask)
+    mask = per_row(micro, count, width, torch.device("cpu"), lambda mb, *_: mb.mask * (1 - mb.off_policy))  # sampled
     _, metrics = truncated_is_weights(old, rollout, mask, cap=cap)
     return old, metrics
