@@ -34,6 +34,7 @@ from rlvr.algos.sft import sft_coefficient
 from rlvr.config_sft import Stage
 from rlvr.demos import prompt_key
 from rlvr.errors import ConfigError
+from rlvr.learner.microbatch import forwarded_tokens
 from rlvr.learner.passes import token_width
 from rlvr.learner.settings import loss_settings, micro_batches
 from rlvr.learner.update import update_step
@@ -94,8 +95,7 @@ def sft_step(run) -> dict[str, float]:
     elapsed = time.perf_counter() - started
     if cfg.log.samples_every and run.step % cfg.log.samples_every == 0:  # what the step trained on, readable
         run.logger.log_samples(run.step, [demo_sample(c) for c in demos[: cfg.log.samples_per_dump]])
-    prompts = {tuple(c.prompt_ids) for c in demos} if cfg.train.shared_prompt else [c.prompt_ids for c in demos]
-    forwarded = sum(len(p) for p in prompts) + sum(len(c.token_ids) for c in demos)
+    forwarded = forwarded_tokens(demos, cfg.train.shared_prompt)
     return metrics | {
         "train/lr": run.scheduler.get_last_lr()[0],
         "time/step": elapsed,
@@ -159,10 +159,10 @@ def with_auxiliary_demos(run, completions: list[Completion], per_token: dict[str
     return rows, extended, coef
 
 
-def off_policy_rows(completions: list[Completion], advantages: torch.Tensor) -> torch.Tensor:
-    """[N, T] 1.0 on the rows of demonstrations that sit in a group (LUFFY's off-policy members)."""
+def off_policy_rows(completions: list[Completion], width: int) -> torch.Tensor:
+    """[N, width] 1.0 on the rows of demonstrations that sit in a group (LUFFY's off-policy members)."""
     rows = torch.tensor([float(c.origin == "demo") for c in completions])
-    return rows.unsqueeze(1).expand_as(advantages).clone()
+    return rows.unsqueeze(1).expand(-1, width).clone()
 
 
 def guided_metrics(batch, verifier: str) -> dict[str, float]:

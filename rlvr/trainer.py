@@ -22,6 +22,7 @@ from rlvr.envs import tool_metrics
 from rlvr.errors import TrainingError
 from rlvr.evaluate import evaluate
 from rlvr.learner.critic import critic_update, token_rewards, values_for
+from rlvr.learner.microbatch import forwarded_tokens
 from rlvr.learner.passes import reference_kl, token_width, trainer_old_logprobs
 from rlvr.learner.settings import loss_settings, micro_batches
 from rlvr.learner.update import update_step
@@ -89,7 +90,8 @@ def train_step(run: Run) -> dict[str, float]:
     if batch.kept:
         scored = time.perf_counter()
         per_token, extra = advantages(run, batch)
-        per_token["off_policy"] = mixing.off_policy_rows(batch.kept, per_token["advantages"])  # LUFFY's demonstrations
+        width = per_token["advantages"].shape[1]
+        per_token["off_policy"] = mixing.off_policy_rows(batch.kept, width)  # LUFFY's demonstrations in the groups
         completions, per_token, sft_coef = mixing.with_auxiliary_demos(run, batch.kept, per_token)
         metrics |= extra | policy_updates(run, completions, per_token, sft_coef)
         metrics["time/update"] = time.perf_counter() - scored
@@ -121,7 +123,7 @@ def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, floa
     rewards, metrics = batch.rewards.clone(), {}
     kl_coef = run.coefficients.kl
     needs_passes = cfg.algo.kl_in_reward or run.critic is not None or cfg.algo.tis_cap is not None
-    demos = {"off_policy": mixing.off_policy_rows(kept, torch.zeros(len(kept), width))}  # TIS metrics: sampled rows
+    demos = {"off_policy": mixing.off_policy_rows(kept, width)}  # TIS metrics count the sampled rows only
     micro = micro_batches(run, kept, demos) if needs_passes else []
     extra: dict[str, torch.Tensor] = {}
     if cfg.algo.tis_cap is not None:  # the trainer's own old log-probs, once, before any update of the step
@@ -177,9 +179,10 @@ def policy_updates(
     is_demo = per_token["sft"].sum(dim=1) > 0 if "sft" in per_token else torch.zeros(len(completions), dtype=torch.bool)
     per_update: list[dict[str, float]] = []
     parts = cfg.train.mini_batches
+    rollout_rows = [i for i in range(len(completions)) if not is_demo[i]]
+    demo_rows = [i for i in range(len(completions)) if is_demo[i]]
     for epoch in range(cfg.train.inner_epochs):
-        rollouts = [i for i in range(len(completions)) if not is_demo[i]]
-        demos = [i for i in range(len(completions)) if is_demo[i]]
+        rollouts, demos = list(rollout_rows), list(demo_rows)
         if parts > 1:
             random.Random(f"{cfg.train.seed}-{run.step}-{epoch}").shuffle(rollouts)
             random.Random(f"{cfg.train.seed}-{run.step}-{epoch}-demos").shuffle(demos)
@@ -231,13 +234,6 @@ def adapt_coefficients(run: Run, metrics: dict[str, float], batch_size: int) -> 
     if algo.entropy_target is not None and "train/entropy" in metrics:
         control = run.algorithm.entropy_controller
         c.entropy_state, c.entropy = control(c.entropy_state, metrics["train/entropy"], target=algo.entropy_target)
-
-
-def forwarded_tokens(completions: list[Completion], shared_prompt: bool) -> float:
-    """Tokens one pass of the update runs through the model: each distinct prompt once when prompts
-    are shared (once per optimizer step: exact with one mini-batch, the default), else per row."""
-    prompts = {tuple(c.prompt_ids) for c in completions} if shared_prompt else [c.prompt_ids for c in completions]
-    return float(sum(len(p) for p in prompts) + sum(len(c.token_ids) for c in completions))
 
 
 def length_metrics(completions: list[Completion]) -> dict[str, float]:

@@ -37,8 +37,6 @@ def read_demonstrations(path: str, tokenizer) -> list[Demonstration]:
     stem = Path(path).stem
     demos = []
     for i, (at, row) in enumerate(rows):
-        if not isinstance(row, dict):
-            raise DataError(f"{at}: expected a JSON object, got {type(row).__name__}")
         demos.append(_demonstration(row, f"{stem}:{i}", at, tokenizer))
     return demos
 
@@ -48,19 +46,12 @@ def _rows(path: str) -> list[tuple[str, Any]]:
     source = Path(path).expanduser()
     if not source.exists():
         raise DataError(f"demonstrations file not found: {path}")
-    if source.is_file() and source.suffix.lower() == ".jsonl":
-        rows = []
-        for n, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append((f"{path} line {n}", json.loads(line)))
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path} line {n}: invalid JSON ({e.msg} at column {e.colno})") from None
-        return rows
-    from rlvr.tasks.dataset import read_rows
+    from rlvr.tasks.dataset import json_lines, read_rows  # the dataset task's readers: one wording of their errors
 
-    rows, where = read_rows(path, "train")
-    return [(f"{path} {where} {i + 1 if where == 'line' else i}", row) for i, row in enumerate(rows)]
+    if source.is_file() and source.suffix.lower() == ".jsonl":
+        return [(f"{path} line {n}", row) for n, row in json_lines(source, path)]
+    rows, _ = read_rows(path, "train")  # not JSON Lines: rows, 0-based as datasets counts them
+    return [(f"{path} row {i}", row) for i, row in enumerate(rows)]
 
 
 def _demonstration(row: dict, demo_id: str, at: str, tokenizer) -> Demonstration:

@@ -149,3 +149,10 @@ def step_prompts(micro_batches: list[MicroBatch]) -> tuple[torch.Tensor, torch.T
         local_to_global.append(local[mb.prompt_of.cpu()])
     ids, mask = left_padded(list(table), pad_id=0)  # dicts keep insertion order: row g is prompt g
     return ids, mask, local_to_global
+
+
+def forwarded_tokens(completions: list[Completion], shared_prompt: bool) -> float:
+    """Tokens one pass of the update runs through the model: each distinct prompt once when prompts
+    are shared (once per optimizer step: exact with one mini-batch, the default), else per row."""
+    prompts = {tuple(c.prompt_ids) for c in completions} if shared_prompt else [c.prompt_ids for c in completions]
+    return float(sum(len(p) for p in prompts) + sum(len(c.token_ids) for c in completions))

@@ -122,19 +122,20 @@ def update_step(
         with head_weight_once(head, autocast_dtype(device), settings.fp32_logits):
             for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
                 mb = mb.to(device)
+                rl_mask = mb.mask * (1 - mb.sft)  # [n, T] tokens of the RL loss (on- and off-policy rows)
+                has_rl = bool(rl_mask.any())  # a micro-batch of demonstrations alone skips the RL-only passes
                 logprobs, entropy = completion_logprobs(
                     model,
                     mb,
                     settings.temperature,
                     with_entropy=True,
-                    entropy_grad=settings.entropy_coef > 0 and bool((mb.mask * (1 - mb.sft)).any()),
+                    entropy_grad=settings.entropy_coef > 0 and has_rl,
                     chunk=settings.logprob_chunk,
                     prompts=leaves,
                     prompt_of=prompt_of,
                     packed_sequences=settings.packed_sequences,
                     fp32_logits=settings.fp32_logits,
                 )
-                rl_mask = mb.mask * (1 - mb.sft)  # [n, T] tokens of the RL loss (on- and off-policy rows)
                 on_policy = rl_mask * (1 - mb.off_policy)  # [n, T] tokens the policy sampled
                 per_token, loss_metrics = policy_loss(logprobs, mb.old_logprobs, mb.advantages, on_policy)
                 tokens = on_policy.sum().item()
@@ -149,7 +150,6 @@ def update_step(
                     per_token = torch.where(off_mask > 0, off_token, per_token)
                     for name, value in off_metrics.items():
                         record(name, value, off_mask.sum().item())
-                has_rl = bool(rl_mask.any())  # a micro-batch of demonstrations alone skips the RL-only passes
                 if kl_estimator is not None and has_rl:
                     with torch.no_grad():
                         ref_logprobs, _ = completion_logprobs(

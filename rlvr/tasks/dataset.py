@@ -162,6 +162,25 @@ def _saved_rows(datasets, source: Path, path: str, split: str) -> list[dict[str,
 def _json_rows(source: Path, path: str, err: Exception) -> list[dict[str, Any]]:
     """``datasets`` refused a JSON file: name the line that does not parse, or read it as JSON Lines
     when every line parses (``datasets`` also refuses a column whose type changes between rows)."""
+    try:
+        return [row for _, row in json_lines(source, path)]
+    except InvalidJsonLine as bad:
+        if source.suffix.lower() == ".json" and bad.line == 1:  # a JSON document, not JSON Lines
+            raise DataError(f"{path}: cannot read as JSON: {one_line(err, 300)}") from None
+        raise
+
+
+class InvalidJsonLine(DataError):
+    """A line of a JSON Lines file that does not parse (``line``: its 1-based number)."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def json_lines(source: Path, path: str) -> list[tuple[int, dict[str, Any]]]:
+    """Each non-blank line of a JSON Lines file as (its 1-based line number, the object on it); a line
+    that does not parse, or holds something other than an object, is a DataError naming it."""
     rows = []
     for n, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -169,12 +188,10 @@ def _json_rows(source: Path, path: str, err: Exception) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            if source.suffix.lower() == ".json" and n == 1:
-                raise DataError(f"{path}: cannot read as JSON: {one_line(err, 300)}") from None
-            raise DataError(f"{path} line {n}: invalid JSON ({e.msg} at column {e.colno})") from None
+            raise InvalidJsonLine(f"{path} line {n}: invalid JSON ({e.msg} at column {e.colno})", n) from None
         if not isinstance(row, dict):
             raise DataError(f"{path} line {n}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
+        rows.append((n, row))
     return rows
 
 
