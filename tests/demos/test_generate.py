@@ -136,3 +136,13 @@ def test_rlvr_demos_writes_a_file_that_reads_back_to_the_same_tokens(tmp_path, t
 def test_demonstration_settings_are_checked_at_load(overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config("grpo", overrides)
+
+
+def test_the_sft_recipes_own_command_reads_a_whole_small_file(tmp_path, tokenizer):
+    """`rlvr sft demos.path=my_demos.jsonl` (the recipe header's command) on a file of 4: all 4 are used."""
+    out = tmp_path / "my_demos.jsonl"
+    assert main(["demos", "sft", "model.name=tiny-random", "demos.size=4", "--out", str(out)]) == 0
+    config = load_config("sft", ["model.name=tiny-random", f"demos.path={out}"])
+    task = make_task(config.task.name, **config.task.params())
+    with make_bank(config, task.split("train"), tokenizer) as bank:
+        assert len(bank) == 4
