@@ -370,7 +370,7 @@ def eval_one(engine, model_name: str, config, samples) -> dict:
         return_logprobs=False,
     )
     check = verifier_reward(config, config.eval.verifier or task.verifier)
-    result = evaluate(engine, examples, check, sampling, config.eval.samples, config.tools)
+    result = evaluate(engine, examples, check, sampling, config.eval.samples, config.tools, config.think)
     metrics = {"model": model_name, "task": config.task.name, **result.metrics}
     table = Table(title=f"{model_name} on {config.task.name} (held-out)")
     table.add_column("metric")
@@ -398,7 +398,7 @@ def budget_table(engine, examples, check, sampling, config) -> list[dict]:
     for column in ("budget", "accuracy", "mean tokens", "tokens / correct", "truncated"):
         table.add_column(column, justify="right")
     for budget, result in evaluate_budgets(
-        engine, examples, check, sampling, config.eval.budgets, config.eval.samples, config.tools
+        engine, examples, check, sampling, config.eval.budgets, config.eval.samples, config.tools, config.think
     ):
         m = result.metrics
         rows.append({"budget": budget, **{k.removeprefix("eval/"): v for k, v in m.items()}})

@@ -88,7 +88,12 @@ def collect(
 
 
 def sample_groups(cfg: RunConfig, engine, examples: list[Example], n: int, sampling: SamplingParams):
-    """n completions per example: single-turn, or multi-turn episodes with ``tools.env``."""
+    """n completions per example: single-turn, thinking rollouts (``think.enabled``, rlvr.rollout.think),
+    or multi-turn episodes with ``tools.env``."""
+    if cfg.think.enabled:
+        from rlvr.rollout.think import think_generate
+
+        return think_generate(engine, examples, n, sampling, cfg.think)
     if cfg.tools.env == "none":
         return generate(engine, examples, n, sampling)
     from rlvr.envs.rollout import multi_turn_generate

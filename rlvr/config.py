@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from rlvr.config_base import Component, Section
 from rlvr.config_sft import SFT_COMPONENT_DEFAULTS, DemosConfig, SftConfig, Stage
+from rlvr.config_think import ThinkConfig, check_think
 from rlvr.errors import ConfigError
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -226,6 +227,7 @@ class RunConfig(Section):
     rewards: list[RewardSpec] = [RewardSpec(name="math", weight=1.0), RewardSpec(name="boxed_format", weight=0.2)]
     rollout: RolloutConfig = RolloutConfig()
     tools: ToolsConfig = ToolsConfig()
+    think: ThinkConfig = ThinkConfig()  # reasoning markers, thinking budgets and modes (rlvr.rollout.think)
     algo: AlgoConfig = AlgoConfig()
     critic: CriticConfig = CriticConfig()
     optim: OptimConfig = OptimConfig()
@@ -242,6 +244,7 @@ class RunConfig(Section):
         if not self.rewards:
             raise ValueError("rewards: at least one reward is needed")
         check_stages(self)
+        check_think(self)
         algo = self.algo
         if self.tools.cost != "none" and self.tools.env == "none":
             raise ValueError(f"tools.cost={self.tools.cost} needs a tool: set tools.env (python or search)")

@@ -76,12 +76,20 @@ def evaluate(
     sampling: SamplingParams,
     samples: int = 1,
     tools=None,
+    think=None,
 ) -> EvalResult:
     """``verifier``: a reward name (its defaults) or a bound reward; it scores what the model wrote
     (``completion.response``), as training does. ``tools`` (a ToolsConfig with env set) evaluates
-    multi-turn episodes with the tool."""
+    multi-turn episodes with the tool; ``think`` (a ThinkConfig, enabled) thinking rollouts under its
+    budget, the model choosing its own mode (rlvr.rollout.think). Examples whose ``meta`` has a
+    ``difficulty`` also get accuracy, length (and no-think rate) per difficulty."""
     check = _verifier_term(verifier)
-    if tools is not None and tools.env != "none":
+    thinking = think is not None and think.enabled
+    if thinking:
+        from rlvr.rollout.think import think_generate
+
+        groups = think_generate(engine, examples, samples, sampling, think, train=False)
+    elif tools is not None and tools.env != "none":
         from rlvr.envs.rollout import multi_turn_generate
 
         groups = multi_turn_generate(engine, examples, samples, sampling, tools)
@@ -123,11 +131,38 @@ def evaluate(
         from rlvr.envs import tool_metrics
 
         metrics |= {f"eval/{k}": v for k, v in tool_metrics([c for g in groups for c in g]).items()}
+    if thinking:
+        from rlvr.rollout.think import think_metrics
+
+        metrics |= think_metrics([c for g in groups for c in g], think, prefix="eval")
+    metrics |= difficulty_metrics(groups, correct_counts, think if thinking else None)
     for k in ks_for(samples)[1:]:
         metrics[f"eval/pass@{k}"] = sum(pass_at_k(samples, c, k) for c in correct_counts) / n
         if k in majority:
             metrics[f"eval/maj@{k}"] = majority[k] / n
     return EvalResult(metrics, rows)
+
+
+def difficulty_metrics(groups, correct_counts: list[int], think=None) -> dict[str, float]:
+    """Accuracy, mean length (and with ``think``, the no-think rate) per ``meta["difficulty"]``: how
+    AdaptThink-style runs are judged (thinking skipped more on the easier problems)."""
+    by: dict[str, list[int]] = {}
+    for i, group in enumerate(groups):
+        level = group[0].example.meta.get("difficulty") if group else None
+        if level is not None:
+            by.setdefault(str(level), []).append(i)
+    metrics = {}
+    for level, rows in sorted(by.items()):
+        completions = [c for i in rows for c in groups[i]]
+        metrics[f"eval/accuracy/{level}"] = sum(correct_counts[i] for i in rows) / len(completions)
+        metrics[f"eval/response_length/{level}"] = sum(len(c.token_ids) for c in completions) / len(completions)
+        if think is not None:
+            from rlvr.rollout.think import is_no_think
+
+            metrics[f"eval/no_think_rate/{level}"] = sum(is_no_think(c.text, think) for c in completions) / len(
+                completions
+            )
+    return metrics
 
 
 def _verifier_term(verifier: "str | RewardTerm | Callable") -> RewardTerm:
@@ -146,12 +181,20 @@ def evaluate_budgets(
     budgets: list[int],
     samples: int = 1,
     tools=None,
+    think=None,
 ) -> list[tuple[int, EvalResult]]:
-    """:func:`evaluate` once per token budget (``max_new_tokens``; per turn in multi-turn episodes):
-    the accuracy-vs-budget curve of the length-control papers (L1, Elastic Reasoning, ThinkDial).
-    A completion cut at the budget is scored as it stands (no forced answer)."""
+    """:func:`evaluate` once per token budget: the accuracy-vs-budget curve of the length-control
+    papers (L1, Elastic Reasoning, ThinkDial). Without ``think`` the budget is ``max_new_tokens``
+    (per turn in multi-turn episodes) and a completion cut there is scored as it stands; with
+    ``think`` enabled it is the thinking budget, and a cut thinking gets the forced answer."""
     from dataclasses import replace
 
-    return [
-        (b, evaluate(engine, examples, verifier, replace(sampling, max_new_tokens=b), samples, tools)) for b in budgets
-    ]
+    results = []
+    for b in budgets:
+        if think is not None and think.enabled:
+            at = evaluate(engine, examples, verifier, replace(sampling, max_new_tokens=b), samples, tools,
+                          think.model_copy(update={"budget": b}))  # fmt: skip
+        else:
+            at = evaluate(engine, examples, verifier, replace(sampling, max_new_tokens=b), samples, tools)
+        results.append((b, at))
+    return results

@@ -28,6 +28,7 @@ from rlvr.learner.settings import loss_settings, micro_batches
 from rlvr.learner.update import update_step
 from rlvr.rewards.mix import verifier_reward
 from rlvr.rollout import SamplingParams
+from rlvr.rollout.think import think_metrics
 from rlvr.run_setup import Run, precision_line, setup  # noqa: F401  (setup and precision_line: public here too)
 from rlvr.types import Completion
 
@@ -82,6 +83,7 @@ def train_step(run: Run) -> dict[str, float]:
         **{f"train/reward/{name}": nan_mean([v[i] for i in sampled]) for name, v in batch.components.items()},
         **length_metrics([batch.sampled[i] for i in sampled]),
         **(tool_metrics([batch.sampled[i] for i in sampled]) if cfg.tools.env != "none" else {}),
+        **(think_metrics([batch.sampled[i] for i in sampled], cfg.think) if cfg.think.enabled else {}),
         **mixing.guided_metrics(batch, run.verifier),
         **batch.metrics,
         "train/kl_coef": run.coefficients.kl,  # the coefficients this step used (adaptive ones move after it)
@@ -282,7 +284,7 @@ def run_eval(run: Run) -> dict[str, float]:
     )
     started = time.perf_counter()
     result = evaluate(
-        run.engine, run.eval_set, verifier_reward(cfg, run.verifier), sampling, cfg.eval.samples, cfg.tools
+        run.engine, run.eval_set, verifier_reward(cfg, run.verifier), sampling, cfg.eval.samples, cfg.tools, cfg.think
     )
     result.metrics["time/eval"] = time.perf_counter() - started
     run.logger.log(run.step, result.metrics)

@@ -61,6 +61,7 @@ class Completion:
     turns: list[Turn] = field(default_factory=list)  # multi-turn only
     budget: int | None = None  # tokens the rollout allowed after the prompt (max_new_tokens; multi-turn: total)
     origin: str = "policy"  # "policy": sampled | "demo": a demonstration (rlvr.demos) | "prefix": continues one
+    forced_answer: bool = False  # think budgets (rlvr.rollout.think): the thinking was cut and the answer forced
 
     @property
     def tool_calls(self) -> int:

@@ -6,7 +6,7 @@ Plain functions beside the registries: the adaptive KL and entropy coefficient c
 truncated importance weights, DAPO's overlong penalty, and GAE with the clipped value loss.
 """
 
-from rlvr.algos import advantages_binary, losses_reinforce  # noqa: F401  (they register into the registries)
+from rlvr.algos import advantages_binary, advantages_think, losses_reinforce  # noqa: F401  (they register into the registries)
 from rlvr.algos.advantages import ADVANTAGES
 from rlvr.algos.aggregation import AGGREGATIONS
 from rlvr.algos.entropy import ENTROPY_CONTROLLERS, entropy_coef_update, skywork_entropy_coef_update

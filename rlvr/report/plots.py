@@ -47,6 +47,7 @@ GROUPS: list[tuple[str, str, Callable[[str], bool]]] = [  # (file stem, title, w
     ("tool", "Tool use", lambda k: "tool" in k),
     ("sft", "SFT loss on demonstrations (nats per token)", lambda k: k in ("sft/nll", "relift/nll")),
     ("mix", "Demonstrations in the groups", lambda k: k in ("mix/demo_reward", "mix/prefix_reward")),
+    ("think", "Thinking: no-think rate, forced answers", lambda k: k.startswith("think/") or "no_think_rate" in k),
 ]
 
 
@@ -74,8 +75,36 @@ def metric_groups(runs: list[RunData]) -> list[tuple[str, str, list[str]]]:
 
 
 def plot_metrics(runs: list[RunData], out_dir: Path) -> list[Plot]:
-    """Write ``<stem>.png`` per metric group into ``out_dir``; returns what was drawn."""
-    return [plot_group(runs, stem, title, keys, out_dir / f"{stem}.png") for stem, title, keys in metric_groups(runs)]
+    """Write ``<stem>.png`` per metric group into ``out_dir``, and the accuracy-against-tokens figure
+    when a run evaluated; returns what was drawn."""
+    plots = [plot_group(runs, stem, title, keys, out_dir / f"{stem}.png") for stem, title, keys in metric_groups(runs)]
+    if any(run.series("eval/accuracy")[0] for run in runs):
+        plots.append(plot_accuracy_vs_tokens(runs, out_dir / "accuracy_vs_tokens.png"))
+    return plots
+
+
+def plot_accuracy_vs_tokens(runs: list[RunData], path: Path) -> Plot:
+    """Held-out accuracy against mean response tokens, one path per run through its evals (the
+    last one marked large): the efficiency picture of the length papers, up and to the left is
+    better. Series values are accuracies, their "steps" the mean token counts (rounded)."""
+    figure = matplotlib_figure()
+    ax = figure.subplots()
+    plot = Plot("accuracy_vs_tokens", "Held-out accuracy against mean response tokens", path)
+    for i, run in enumerate(runs):
+        acc = dict(zip(*run.series("eval/accuracy"), strict=True))
+        length = dict(zip(*run.series("eval/response_length"), strict=True))
+        steps = [s for s in acc if s in length]
+        if not steps:
+            continue
+        xs, ys = [length[s] for s in steps], [acc[s] for s in steps]
+        plot.series.append(Series(run.name, "eval/accuracy", [round(x) for x in xs], ys))
+        ax.plot(xs, ys, color=f"C{i % 10}", marker="o", markersize=3, alpha=0.6, label=run.name)
+        ax.scatter(xs[-1:], ys[-1:], color=f"C{i % 10}", s=60, zorder=3)
+    _decorate(ax, plot.title)
+    ax.set_xlabel("mean response tokens (held-out)")
+    ax.set_ylabel("accuracy")
+    figure.savefig(path)
+    return plot
 
 
 def plot_group(runs: list[RunData], stem: str, title: str, keys: list[str], path: Path) -> Plot:

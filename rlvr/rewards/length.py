@@ -11,8 +11,10 @@ verifier's score of each completion of the group (``correct``, 1.0 meaning right
 - ``laser``: LASER's step reward around a target length, with LASER-D's difficulty buckets when
   per-bucket targets are given.
 
-Not here yet (issue 17): LASER-D's dynamic targets (re-chosen from a monitoring set during
-training), ConciseR's correct-only stage, budgeted rollouts, think/no-think.
+- ``concise``: ConciseR's length reward, only for groups that are all correct.
+
+Not here: LASER-D's dynamic targets (re-chosen from a monitoring set during training). Budgeted
+rollouts and think/no-think: :mod:`rlvr.rollout.think`, :mod:`rlvr.rewards.think`.
 """
 
 import math
@@ -177,4 +179,33 @@ def laser(
             out.append(0.0 if within else -bonus)
         else:
             out.append(bonus if within else -bonus)
+    return out
+
+
+@GROUP_REWARDS.register("concise")
+def concise(
+    completions: list[Completion],
+    correct: list[float],
+    *,
+    max_tokens: Annotated[int, Field(ge=1)] | None = None,
+) -> list[float]:
+    """ConciseR's length-aware reward of its second stage, L-GRPO (Song & Zheng 2025, "Walk Before You
+    Run! Concise LLM Reasoning via Reinforcement Learning", arXiv 2505.21178): only when all G
+    responses of the group are correct, each earns its remaining-length share
+
+        r_i = (L_max - L_i) / L_max,
+
+    L_max being ``max_tokens`` or the budget each completion was sampled under; any wrong response
+    in the group makes the term 0 for the whole group, so the policy is never pushed to be short
+    where it is not yet reliably right ("walk before you run"). It adds to the correctness reward.
+    Limit: the paper's exact scaling was not available to check (no released code); this is its
+    stated rule, the remaining-budget ratio, unscaled (the term's weight scales it)."""
+    if not all(score >= 1.0 for score in correct):
+        return [0.0] * len(completions)
+    out = []
+    for completion in completions:
+        budget = max_tokens or completion.budget
+        if budget is None:
+            raise ValueError("the completion carries no token budget: set the reward's max_tokens")
+        out.append(max(budget - model_tokens(completion), 0) / budget)
     return out

@@ -161,5 +161,6 @@ from rlvr.tasks import code as _code  # noqa: E402, F401
 from rlvr.tasks import countdown as _countdown  # noqa: E402, F401
 from rlvr.tasks import dataset as _dataset  # noqa: E402, F401
 from rlvr.tasks import jsonl as _jsonl  # noqa: E402, F401
+from rlvr.tasks import mixture as _mixture  # noqa: E402, F401
 from rlvr.tasks import multihop as _multihop  # noqa: E402, F401
 from rlvr.tasks import reasoning_gym as _reasoning_gym  # noqa: E402, F401

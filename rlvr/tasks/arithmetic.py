@@ -79,8 +79,11 @@ def arithmetic(
     eval_size: int = 200,
     seed: int = 0,
     eval_percent: int = 30,
+    instruction: str = INSTRUCTION,
 ) -> Task:
     """Expressions of ``operands`` integers in ``0 .. 10**digits - 1`` joined by ``operators``.
+    ``instruction`` follows the question (default: answer with only the number, boxed; a chain-of-
+    thought recipe asks for reasoning first).
 
     Eval: ``eval_size`` distinct held-out problems in a seed-determined order (DataError if
     the space holds fewer). Train: ``train_size`` problems sampled with replacement from the
@@ -114,8 +117,8 @@ def arithmetic(
         )
     return ListTask(
         "arithmetic",
-        train=[_example(p, f"arith-train-{i}") for i, p in enumerate(train)],
-        eval=[_example(p, f"arith-eval-{i}") for i, p in enumerate(held)],
+        train=[_example(p, f"arith-train-{i}", instruction) for i, p in enumerate(train)],
+        eval=[_example(p, f"arith-eval-{i}", instruction) for i, p in enumerate(held)],
     )
 
 
@@ -162,9 +165,9 @@ def _drawer(digits: int, operands: int, ops: tuple[str, ...]) -> Callable[[rando
     return draw
 
 
-def _example(problem: Problem, example_id: str) -> Example:
+def _example(problem: Problem, example_id: str, instruction: str = INSTRUCTION) -> Example:
     expr = expression(problem)
-    content = TEMPLATES[problem[2]].format(expr=expr) + INSTRUCTION
+    content = TEMPLATES[problem[2]].format(expr=expr) + instruction
     return Example(
         id=example_id,
         prompt=[{"role": "user", "content": content}],

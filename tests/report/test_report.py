@@ -65,7 +65,9 @@ def test_missing_run_or_metrics_is_a_one_line_data_error(tmp_path):
 def test_two_runs_are_overlaid_one_figure_per_metric(make_run, tmp_path):
     runs = load_runs([make_run("a", steps=6), make_run("b", steps=8, tool=True)])
     plots = {p.name: p for p in plot_metrics(runs, tmp_path)}
-    assert list(plots) == ["reward", "accuracy", "response_length", "entropy", "clip_frac", "tool"]  # no KL logged
+    assert list(plots) == [
+        "reward", "accuracy", "response_length", "entropy", "clip_frac", "tool", "accuracy_vs_tokens"
+    ]  # no KL logged  # fmt: skip
     for name in ("reward", "accuracy", "entropy"):
         assert {s.run for s in plots[name].series} == {"a", "b"}
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
@@ -79,6 +81,20 @@ def test_two_runs_are_overlaid_one_figure_per_metric(make_run, tmp_path):
         "train/reward/math",
     ]
     assert [(s.run, s.key) for s in plots["tool"].series] == [("b", "train/tool_call_rate")]
+
+
+def test_accuracy_against_tokens_overlays_each_runs_evals(make_run, tmp_path):
+    short, long = make_run("short"), make_run("long")
+    for run, lengths in ((short, [20.0, 12.0]), (long, [20.0, 30.0])):
+        rows = json_rows(run / "metrics.jsonl")
+        evals = [r for r in rows if "eval/accuracy" in r]
+        evals[0]["eval/response_length"], evals[-1]["eval/response_length"] = lengths  # step 0 and the last
+        write_jsonl(run / "metrics.jsonl", rows)
+    plots = {p.name: p for p in plot_metrics(load_runs([short, long]), tmp_path)}
+    series = {s.run: s for s in plots["accuracy_vs_tokens"].series}
+    assert series["short"].steps == [20, 12] and series["long"].steps == [20, 30]  # x: mean tokens, per eval
+    assert series["short"].values == pytest.approx([0.1, 0.4])  # y: the accuracy at those evals
+    assert (tmp_path / "accuracy_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_report_escapes_model_text_and_is_self_contained(make_run):

@@ -1,0 +1,241 @@
+"""Rollouts that think in a marked span: budgets with forced answers, budget subgroups, modes, early exits.
+
+Single-turn rollouts over any engine's ``continue_ids`` (the ``think`` config section,
+:class:`rlvr.config_think.ThinkConfig`). The model thinks after the open marker (prefilled in the
+assistant turn, as R1-style templates do) and answers after the close marker. Every token the
+engine sampled is kept exactly, with its log-prob; text the rollout inserts (a forced answer, a
+mode prefix) is tokenized once and marked with its own log-prob and loss mask:
+
+- **Thinking budget, forced answer** (Xu et al. 2025, Elastic Reasoning, arXiv 2505.05315;
+  AnytimeReasoner, Qi et al. 2025, arXiv 2505.13438): the thinking is sampled up to
+  ``think.budget`` tokens, stopping at the close marker. A row that reaches the budget gets
+  ``think.forced`` (the close marker and an answer prompt) appended, and every row that closed its
+  thinking then samples an answer of up to ``think.answer_tokens``. The forced tokens are trained
+  when ``think.train_forced`` (Elastic Reasoning keeps its forced ``</think>`` in the loss), with
+  log-prob 0: the proposal that put them there chose them with probability 1, so the PPO ratio is
+  the importance weight pi_theta / 1 of that deterministic proposal.
+- **Budget subgroups** (Lyu et al. 2025, HBPO, arXiv 2507.15844): the G rows of a group are split
+  evenly across ``think.budgets``; each subgroup's assistant turn announces its budget after the
+  open marker (HBPO's " I will answer the question within b tokens", prompt side: not trained),
+  and ``Completion.budget`` is that b, which the budget-aware reward
+  (:func:`rlvr.rewards.think.hbpo_budget`) and advantage (``hbpo``) read. Subgroups are contiguous.
+- **No-think mode by importance sampling** (Zhang et al. 2025, AdaptThink, arXiv 2505.13417): the
+  first ``round(no_think_frac x G)`` rows of each group are forced to close the thinking at once
+  (their first token is the close marker's), the others to start thinking (``think.start``). The
+  forced first token carries the proposal's log-prob, log(no_think_frac) or log(1 - no_think_frac)
+  (AdaptThink's pi_IS, 0.5 in the paper), and is trained; the rest of the forced prefix is
+  deterministic given the first token (log-prob 0). At eval the model chooses its mode itself.
+- **Early-exit serial groups** (Dai et al. 2025, S-GRPO, arXiv 2505.07686): one thinking path is
+  sampled per prompt; the other G - 1 rows exit from it at positions drawn uniformly over its
+  thinking (sorted, early to late; seeded by the path itself, so a resumed run draws the same),
+  each with ``think.forced`` appended and its own sampled answer. The shared prefix keeps the
+  path's sampled log-probs. ``Completion.budget`` is the exit position (the full path: its
+  thinking length), which :func:`rlvr.rewards.think.decaying_exit` orders by. The path is last.
+
+Limits: single-turn only; the engine's stop strings see only what it generated, so a close marker
+split across the inserted text and the sample is not caught; a stop string of ``rollout.stop``
+ends a row's thinking and its answer alike.
+"""
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass, field, replace
+
+from rlvr.config_think import ThinkConfig
+from rlvr.rollout import RolloutEngine, SamplingParams, prompt_ids
+from rlvr.types import Completion, Example
+
+
+@dataclass
+class Row:
+    """One rollout being built: what goes before the sample (prompt side) and after it."""
+
+    example: Example
+    prompt: list[int]  # prompt ids with the prefilled open marker (and HBPO's announcement)
+    budget: int | None
+    token_ids: list[int] = field(default_factory=list)  # [T] the response so far
+    logprobs: list[float] = field(default_factory=list)
+    loss_mask: list[int] = field(default_factory=list)
+    finish_reason: str = "stop"
+    forced_answer: bool = False
+    answering: bool = False  # the next sample is the answer (the thinking is closed)
+    done: bool = False
+
+    def add(self, ids: list[int], logprobs: list[float], trained: int) -> None:
+        self.token_ids += ids
+        self.logprobs += logprobs
+        self.loss_mask += [trained] * len(ids)
+
+
+def with_instruction(example: Example, think: ThinkConfig) -> Example:
+    """The example with ``think.instruction`` appended to its last user message."""
+    if not think.instruction:
+        return example
+    prompt = [dict(m) for m in example.prompt]
+    last = max(i for i, m in enumerate(prompt) if m.get("role") == "user") if not example.raw_prompt else -1
+    prompt[last]["content"] = prompt[last]["content"] + think.fill(think.instruction)
+    return replace(example, prompt=prompt)
+
+
+def is_no_think(text: str, think: ThinkConfig) -> bool:
+    """The response skips thinking: it starts (after the open marker, when not prefilled) with the close marker."""
+    rest = text.lstrip()
+    if rest.startswith(think.open):
+        rest = rest[len(think.open) :].lstrip()
+    return rest.startswith(think.close)
+
+
+def think_generate(
+    engine: RolloutEngine,
+    examples: list[Example],
+    n: int,
+    sampling: SamplingParams,
+    think: ThinkConfig,
+    train: bool = True,
+) -> list[list[Completion]]:
+    """n completions per example, [len(examples)][n] in example order. ``train``: the group modes
+    (budget subgroups, no-think forcing, early exits) apply; eval samples each row freely, under
+    the thinking budget only."""
+    tokenizer = engine.tokenizer
+    examples = [with_instruction(e, think) for e in examples]
+    open_ids = encode(tokenizer, think.open) if think.prefill else []
+    if train and think.early_exits:
+        rows = _early_exit_rows(engine, examples, n, sampling, think, open_ids)
+    else:
+        rows = []
+        for example in examples:
+            base = prompt_ids(tokenizer, example) + open_ids
+            for j in range(n):
+                rows.append(_planned_row(tokenizer, example, base, j, n, think, train, sampling))
+        _sample(engine, [r for r in rows if not r.done], sampling, think)
+    _close_or_force(engine, rows, sampling, think)
+    groups: list[list[Completion]] = [[] for _ in examples]
+    for k, row in enumerate(rows):
+        groups[k // n].append(_completion(tokenizer, row))
+    return groups
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _planned_row(tokenizer, example, base, j, n, think, train, sampling) -> Row:
+    budget = think.budget or sampling.max_new_tokens
+    if train and think.budgets:
+        size = n // len(think.budgets)
+        budget = think.budgets[j // size]
+        announced = encode(tokenizer, think.budget_prefix.format(budget=budget))
+        return Row(example, base + announced, budget)
+    row = Row(example, base, budget)
+    if train and think.no_think_frac:
+        skipping = j < round(think.no_think_frac * n)
+        prefix = encode(tokenizer, think.close if skipping else think.start)
+        chance = think.no_think_frac if skipping else 1.0 - think.no_think_frac
+        row.add(prefix, [math.log(chance)] + [0.0] * (len(prefix) - 1), trained=1)
+        row.answering = skipping
+    return row
+
+
+def _sample(engine, rows: list[Row], sampling: SamplingParams, think: ThinkConfig) -> None:
+    """The thinking (or, for rows already past the close marker, the answer) of each row."""
+    if not rows:
+        return
+    budgeted = think.budget is not None
+    stop = [*sampling.stop, think.close] if budgeted else sampling.stop
+    limit = think.budget or sampling.max_new_tokens
+    thinking = replace(sampling, max_new_tokens=limit, stop=stop)
+    samples = engine.continue_ids([r.prompt + r.token_ids for r in rows], thinking)
+    eos = engine.tokenizer.eos_token_id
+    for row, sample in zip(rows, samples, strict=True):
+        row.add(sample.token_ids, sample.logprobs, trained=1)
+        row.finish_reason = sample.finish_reason
+        ended = bool(sample.token_ids) and sample.token_ids[-1] == eos
+        if not budgeted or row.answering or ended:
+            row.done = True
+        elif sample.finish_reason == "stop" and think.close in sample.text:
+            row.answering = True  # closed its thinking within budget: now the answer
+        elif sample.finish_reason == "stop":
+            row.done = True  # one of rollout.stop
+        # else: cut at the budget, the answer is forced in _close_or_force
+
+
+def _close_or_force(engine, rows: list[Row], sampling: SamplingParams, think: ThinkConfig) -> None:
+    """Force the answer of rows cut at the budget; sample the answer of every row not done."""
+    forced = encode(engine.tokenizer, think.fill(think.forced))
+    pending = [r for r in rows if not r.done]
+    for row in pending:
+        if not row.answering:
+            row.add(forced, [0.0] * len(forced), trained=int(think.train_forced))
+            row.forced_answer = True
+    if not pending:
+        return
+    answer = replace(sampling, max_new_tokens=think.answer_tokens)
+    samples = engine.continue_ids([r.prompt + r.token_ids for r in pending], answer)
+    for row, sample in zip(pending, samples, strict=True):
+        row.add(sample.token_ids, sample.logprobs, trained=1)
+        row.finish_reason = sample.finish_reason
+        row.done = True
+
+
+def _early_exit_rows(engine, examples, n, sampling, think, open_ids) -> list[Row]:
+    """S-GRPO: a sampled path per example, then n - 1 early exits from it, the path last."""
+    tokenizer = engine.tokenizer
+    paths = [Row(e, prompt_ids(tokenizer, e) + open_ids, think.budget or sampling.max_new_tokens) for e in examples]
+    _sample(engine, paths, sampling, think.model_copy(update={"budget": think.budget or sampling.max_new_tokens}))
+    rows = []
+    for path in paths:
+        thinking = thinking_length(tokenizer, path.token_ids, think.close)
+        for p in exit_positions(path.token_ids, thinking, n - 1):
+            row = Row(path.example, path.prompt, p)
+            row.add(path.token_ids[:p], path.logprobs[:p], trained=1)
+            rows.append(row)
+        path.budget = thinking
+        rows.append(path)
+    return rows
+
+
+def thinking_length(tokenizer, ids: list[int], close: str) -> int:
+    """Tokens before the close marker begins (all of them when it never appears)."""
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    if close not in text:
+        return len(ids)
+    start = text.index(close)
+    k = 0
+    while k < len(ids) and len(tokenizer.decode(ids[: k + 1], skip_special_tokens=True)) <= start:
+        k += 1
+    return k
+
+
+def exit_positions(path: list[int], thinking: int, count: int) -> list[int]:
+    """``count`` exit positions in 1..thinking, uniform, distinct where the thinking is long enough,
+    sorted; seeded by the path's tokens (the same path always exits at the same places)."""
+    seed = hashlib.sha256(",".join(map(str, path)).encode()).hexdigest()
+    rng = random.Random(seed)
+    span = range(1, max(thinking, 1) + 1)
+    picks = rng.sample(span, count) if len(span) >= count else [rng.choice(span) for _ in range(count)]
+    return sorted(picks)
+
+
+def _completion(tokenizer, row: Row) -> Completion:
+    return Completion(
+        example=row.example,
+        text=tokenizer.decode(row.token_ids, skip_special_tokens=True),
+        prompt_ids=row.prompt,
+        token_ids=row.token_ids,
+        logprobs=row.logprobs,
+        loss_mask=row.loss_mask,
+        finish_reason=row.finish_reason,
+        budget=row.budget,
+        forced_answer=row.forced_answer,
+    )
+
+
+def think_metrics(completions: list[Completion], think: ThinkConfig, prefix: str = "think") -> dict[str, float]:
+    """No-think rate, forced-answer rate and closed-thinking rate over ``completions``."""
+    n = max(len(completions), 1)
+    return {
+        f"{prefix}/no_think_rate": sum(is_no_think(c.text, think) for c in completions) / n,
+        f"{prefix}/forced_frac": sum(c.forced_answer for c in completions) / n,
+        f"{prefix}/closed_frac": sum(think.close in c.text for c in completions) / n,
+    }

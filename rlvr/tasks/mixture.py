@@ -1,0 +1,45 @@
+"""A mixture of tasks (or of one task at several difficulties), each example labelled with its part.
+
+``task: {name: mixture, parts: [{name: arithmetic, operands: 2, difficulty: easy}, {name: arithmetic,
+operands: 4, difficulty: hard}]}``: every part is a task of its own (its keys checked as a task's
+are), and each example carries ``meta["difficulty"]`` (the part's ``difficulty``, default its
+index), which eval reports accuracy, length and no-think rate by (rlvr.evaluate). Both splits
+interleave the parts round-robin, so the first ``eval.size`` held-out problems cover every part
+evenly. Held-out problems stay held out: each part keeps its own task's split. Limit: the parts
+must share one verifier.
+"""
+
+from dataclasses import replace
+from itertools import zip_longest
+from typing import Any
+
+from rlvr.errors import ConfigError
+from rlvr.tasks import TASKS, ListTask, Task, make_task
+
+
+@TASKS.register("mixture")
+def mixture(parts: list[dict[str, Any]]) -> Task:
+    if not isinstance(parts, list) or not parts or not all(isinstance(p, dict) and "name" in p for p in parts):
+        raise ConfigError("task 'mixture': parts must be a non-empty list of task mappings, each with a name")
+    tasks, labels = [], []
+    for i, part in enumerate(parts):
+        params = {k: v for k, v in part.items() if k not in ("name", "difficulty")}
+        try:
+            tasks.append(make_task(part["name"], **params))
+        except ConfigError as err:
+            raise ConfigError(f"task 'mixture', part {i}: {err}") from None
+        labels.append(str(part.get("difficulty", i)))
+    verifiers = {t.verifier for t in tasks}
+    if len(verifiers) > 1:
+        raise ConfigError(f"task 'mixture': the parts' verifiers differ ({', '.join(sorted(verifiers))})")
+    if len(set(labels)) < len(labels):
+        raise ConfigError(f"task 'mixture': the parts' difficulty labels repeat: {labels}")
+
+    def interleaved(which: str) -> list:
+        lists = [
+            [replace(e, id=f"{labels[i]}:{e.id}", meta={**e.meta, "difficulty": labels[i]}) for e in t.split(which)]
+            for i, t in enumerate(tasks)
+        ]
+        return [e for row in zip_longest(*lists) for e in row if e is not None]
+
+    return ListTask("mixture", train=interleaved("train"), eval=interleaved("eval"), verifier=verifiers.pop())

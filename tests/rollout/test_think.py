@@ -1,0 +1,199 @@
+"""Thinking rollouts (rlvr.rollout.think) on a scripted engine with a character tokenizer: where the
+budget cuts, what is forced, which tokens are trained and with which log-probs."""
+
+import math
+
+import pytest
+
+from rlvr.config import load_config
+from rlvr.config_think import ThinkConfig
+from rlvr.errors import ConfigError
+from rlvr.evaluate import evaluate
+from rlvr.rollout import Sample, SamplingParams
+from rlvr.rollout.think import exit_positions, is_no_think, think_generate, thinking_length
+from rlvr.types import Example
+
+EOS = 1
+FORCED = "\n</think>\nThe final answer is \\boxed{"
+
+
+class CharTokenizer:
+    """One token per character (id = code point); id 1 is eos; no chat template."""
+
+    eos_token_id = EOS
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [ord(c) for c in text]}
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(chr(i) for i in ids if not (skip_special_tokens and i == EOS))
+
+
+class ScriptedEngine:
+    """Continues a prefix with ``script(prefix_text)`` (a trailing "$" is eos), cut by the sampling's
+    budget and stop strings like a real engine; every sampled token has log-prob -0.5."""
+
+    def __init__(self, script):
+        self.tokenizer = CharTokenizer()
+        self.script = script
+        self.calls: list[list[str]] = []
+
+    def continue_ids(self, prefixes, sampling):
+        texts = [self.tokenizer.decode(p) for p in prefixes]
+        self.calls.append(texts)
+        out = []
+        for text in texts:
+            ids = [EOS if c == "$" else ord(c) for c in self.script(text)]
+            finish = "length"
+            for k in range(min(len(ids), sampling.max_new_tokens)):
+                piece = self.tokenizer.decode(ids[: k + 1])
+                if ids[k] == EOS or any(s in piece for s in sampling.stop):
+                    ids, finish = ids[: k + 1], "stop"
+                    break
+            else:
+                ids = ids[: sampling.max_new_tokens]
+            out.append(Sample(ids, [-0.5] * len(ids), finish, self.tokenizer.decode(ids)))
+        return out
+
+    def update_weights(self, model):
+        pass
+
+
+def example(i: int = 0, difficulty: str | None = None) -> Example:
+    meta = {} if difficulty is None else {"difficulty": difficulty}
+    return Example(f"q{i}", [{"role": "user", "content": f"Q{i}"}], "7", meta)
+
+
+def answering(thinking: str):
+    """Thinks ``thinking`` when asked to think; answers "7}$" once the thinking is closed."""
+    return lambda text: "7}$" if text.endswith(("{", "</think>")) else thinking
+
+
+def think(**keys) -> ThinkConfig:
+    return ThinkConfig(enabled=True, **keys)
+
+
+SAMPLING = SamplingParams(max_new_tokens=32)
+
+
+def test_a_thinking_cut_at_the_budget_gets_the_forced_answer_masked_with_log_prob_zero():
+    engine = ScriptedEngine(answering("abcdefghij"))
+    (group,) = think_generate(engine, [example()], 1, SAMPLING, think(budget=4))
+    c = group[0]
+    assert c.text == "abcd" + FORCED + "7}"
+    assert c.forced_answer and c.budget == 4 and c.finish_reason == "stop"
+    n = len(FORCED)
+    assert c.loss_mask == [1] * 4 + [0] * n + [1] * 3  # "7", "}", eos
+    assert c.logprobs == [-0.5] * 4 + [0.0] * n + [-0.5] * 3
+    assert engine.calls[0] == ["Q0\n<think>"]  # the prefilled open marker is prompt side
+    assert CharTokenizer().decode(c.prompt_ids) == "Q0\n<think>"
+
+
+def test_train_forced_puts_the_forced_tokens_in_the_loss():
+    engine = ScriptedEngine(answering("abcdefghij"))
+    (group,) = think_generate(engine, [example()], 1, SAMPLING, think(budget=4, train_forced=True))
+    assert group[0].loss_mask == [1] * len(group[0].token_ids)
+
+
+def test_a_thinking_closed_within_budget_samples_its_answer_without_forcing():
+    engine = ScriptedEngine(answering("ab</think>"))
+    (group,) = think_generate(engine, [example()], 1, SAMPLING, think(budget=16, answer_tokens=2))
+    c = group[0]
+    assert c.text == "ab</think>7}" and not c.forced_answer
+    assert c.finish_reason == "length"  # the answer hit answer_tokens=2 before its eos
+    assert c.loss_mask == [1] * len(c.token_ids)
+
+
+def test_eos_inside_the_thinking_ends_the_row_with_one_call():
+    engine = ScriptedEngine(lambda text: "ab$")
+    (group,) = think_generate(engine, [example()], 2, SAMPLING, think(budget=16))
+    assert [c.text for c in group] == ["ab", "ab"] and len(engine.calls) == 1
+
+
+def test_without_a_budget_the_rollout_is_one_plain_sample():
+    engine = ScriptedEngine(lambda text: "ab</think>cd$")
+    (group,) = think_generate(engine, [example()], 1, SAMPLING, think())
+    assert group[0].text == "ab</think>cd" and len(engine.calls) == 1 and group[0].budget == 32
+
+
+def test_hbpo_subgroups_announce_their_budgets_on_the_prompt_side():
+    engine = ScriptedEngine(lambda text: "x$")
+    (group,) = think_generate(engine, [example()], 4, SAMPLING, think(budgets=[8, 16]))
+    assert [c.budget for c in group] == [8, 8, 16, 16]
+    announced = [CharTokenizer().decode(c.prompt_ids) for c in group]
+    assert announced[0].endswith("<think> I will answer the question within 8 tokens.\n")
+    assert announced[3].endswith("within 16 tokens.\n")
+    assert all(c.loss_mask == [1, 1] for c in group)  # the announcement is not trained
+
+
+def test_adaptthink_forces_modes_with_the_proposals_log_prob_on_the_first_token():
+    engine = ScriptedEngine(lambda text: "7}$" if text.endswith("</think>") else "abc$")
+    (group,) = think_generate(engine, [example()], 4, SAMPLING, think(no_think_frac=0.5))
+    skipped, thought = group[:2], group[2:]
+    for c in skipped:
+        assert c.text == "</think>7}" and is_no_think(c.text, think())
+        assert c.logprobs[:8] == [math.log(0.5)] + [0.0] * 7 and c.loss_mask[:8] == [1] * 8
+    for c in thought:
+        assert c.text == "\nabc" and not is_no_think(c.text, think())
+        assert c.logprobs[0] == pytest.approx(math.log(0.5)) and c.loss_mask[0] == 1
+    frac = think_generate(ScriptedEngine(lambda t: "x$"), [example()], 4, SAMPLING, think(no_think_frac=0.25))[0]
+    assert [c.logprobs[0] for c in frac] == pytest.approx([math.log(0.25)] + [math.log(0.75)] * 3)
+
+
+def test_sgrpo_exits_early_from_one_path_with_its_log_probs_and_the_path_last():
+    engine = ScriptedEngine(answering("abcdefgh</think>"))
+    (group,) = think_generate(engine, [example()], 4, SAMPLING, think(early_exits=True, budget=24))
+    path = group[-1]
+    assert path.text == "abcdefgh</think>7}" and path.budget == 8 and not path.forced_answer
+    exits = group[:-1]
+    positions = [c.budget for c in exits]
+    assert positions == sorted(positions) and len(set(positions)) == 3 and all(1 <= p <= 8 for p in positions)
+    for c, p in zip(exits, positions, strict=True):
+        assert c.text == "abcdefgh"[:p] + FORCED + "7}" and c.forced_answer
+        assert c.logprobs[:p] == [-0.5] * p and c.loss_mask[p : p + len(FORCED)] == [0] * len(FORCED)
+    assert len(engine.calls[0]) == 1  # one path sampled, not four
+
+
+def test_exit_positions_are_seeded_by_the_path():
+    assert exit_positions([5, 6, 7], 10, 3) == exit_positions([5, 6, 7], 10, 3)
+    assert exit_positions([5], 2, 3) == sorted(exit_positions([5], 2, 3))  # fewer positions than exits: repeats
+    assert all(p in (1, 2) for p in exit_positions([5], 2, 3))
+
+
+def test_thinking_length_stops_before_the_close_marker():
+    tok = CharTokenizer()
+    assert thinking_length(tok, tok("abc</think>7")["input_ids"], "</think>") == 3
+    assert thinking_length(tok, tok("abcdef")["input_ids"], "</think>") == 6
+
+
+def test_eval_lets_the_model_choose_and_reports_by_difficulty():
+    engine = ScriptedEngine(lambda text: "</think>\\boxed{7}$" if "Q0" in text else "long\\boxed{8}$")
+    result = evaluate(
+        engine, [example(0, "easy"), example(1, "hard")], "math", SAMPLING, 1, None, think(no_think_frac=0.5)
+    )
+    m = result.metrics
+    assert m["eval/no_think_rate/easy"] == 1.0 and m["eval/no_think_rate/hard"] == 0.0
+    assert m["eval/accuracy/easy"] == 1.0 and m["eval/accuracy/hard"] == 0.0
+    assert m["eval/no_think_rate"] == 0.5
+
+
+def test_instruction_is_appended_with_markers():
+    engine = ScriptedEngine(lambda text: "x$")
+    (group,) = think_generate(engine, [example()], 1, SAMPLING, think(instruction=" Think in {open} {close}."))
+    assert group[0].example.prompt[-1]["content"] == "Q0 Think in <think> </think>."
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["think.budget=8"], "need think.enabled"),
+        (["think.enabled=true", "think.budgets=[8, 16, 32]"], "must divide rollout.group_size"),
+        (["think.enabled=true", "think.no_think_frac=0.5", "think.early_exits=true"], "choose one"),
+        (["think.enabled=true", "think.no_think_frac=0.01"], "each group needs both modes"),
+        (["think.enabled=true", "think.budget=999"], "above rollout.max_new_tokens"),
+        (["think.enabled=true", "tools.env=python", "tools.max_total_tokens=512"], "single-turn"),
+    ],
+)
+def test_think_config_refuses_what_cannot_run(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
