@@ -61,6 +61,7 @@ class Run:
     demos: DemoBank | None = None  # demonstrations, for SFT stages and SFT+RL mixing (rlvr.demos)
     demo_sampler: ShuffledSampler | None = None  # which demonstrations the next SFT batch takes
     relift: mixing.ReliftBuffer | None = None  # ReLIFT's prompts that RL keeps failing (rlvr.mixing)
+    reward_controllers: list = field(default_factory=list)  # re-bind reward terms between steps (LASER-D's monitor)
 
     def keep(self, name: str, part: Stateful) -> None:
         """Register a stateful part (``state_dict`` / ``load_state_dict``): checkpoints save it and
@@ -184,6 +185,13 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
         if config.sft.relift_size:
             run.relift = mixing.ReliftBuffer()
             run.keep("relift", run.relift)
+    for spec in config.rewards:
+        if spec.name == "laser_d":  # LASER-D: the targets move with the policy (rlvr.rewards.laser_d)
+            from rlvr.rewards.laser_d import LaserDMonitor
+
+            monitor = LaserDMonitor(spec.params(), config.rollout.group_size)
+            run.reward_controllers.append(monitor)
+            run.keep("laser_d", monitor)
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         restore(run, checkpoints[-1])  # truncates the JSONL files: open them only afterwards

@@ -73,9 +73,10 @@ def train(config: RunConfig, run_dir: Path | None = None, resume: bool = False, 
 def train_step(run: Run) -> dict[str, float]:
     cfg = run.config
     started = time.perf_counter()
-    batch = collect(
-        cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg), run.rewards, run.demos
-    )
+    terms = run.rewards
+    for controller in run.reward_controllers:  # LASER-D's targets as of this step
+        terms = controller.terms(terms)
+    batch = collect(cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg), terms, run.demos)
     sampled = [i for i, c in enumerate(batch.sampled) if c.origin == "policy"]  # the policy's own rollouts
     metrics = {
         "train/reward": sum(batch.sampled_rewards[i] for i in sampled) / len(sampled),
@@ -105,6 +106,8 @@ def train_step(run: Run) -> dict[str, float]:
             run.logger.log_samples(run.step, sample_rows(batch, per_token, cfg))
     else:
         metrics["sampling/skipped_update"] = 1.0  # every group agreed: no gradient this step
+    for controller in run.reward_controllers:
+        metrics |= controller.observe(batch.sampled, batch.components[run.verifier])
     if run.relift is not None:  # ReLIFT: SFT on the demonstrations of prompts RL keeps failing
         metrics |= mixing.relift_after(run, batch)
     generated = float(sum(sum(c.loss_mask) for c in batch.sampled if c.origin != "demo"))

@@ -347,6 +347,7 @@ from rlvr.rewards import costs as _costs  # noqa: E402, F401
 from rlvr.rewards import countdown as _countdown  # noqa: E402, F401
 from rlvr.rewards import exact_match as _exact_match  # noqa: E402, F401
 from rlvr.rewards import format as _format  # noqa: E402, F401
+from rlvr.rewards import laser_d as _laser_d  # noqa: E402, F401
 from rlvr.rewards import length as _length  # noqa: E402, F401
 from rlvr.rewards import think as _think  # noqa: E402, F401
 from rlvr.rewards.math import answers_match, extract_answer  # noqa: E402
