@@ -50,6 +50,12 @@ def check_think(config) -> None:
     active = think.enabled
     if not active and (think.budget or think.budgets or think.no_think_frac or think.early_exits):
         raise ValueError("think.budget, budgets, no_think_frac and early_exits need think.enabled=true")
+    advantage = config.algo.advantage
+    if advantage.name == "hbpo" and advantage.params().get("budgets") != think.budgets:
+        raise ValueError(
+            f"algo.advantage.budgets={advantage.params().get('budgets')} must be think.budgets={think.budgets} "
+            "(the subgroups the rollout made)"
+        )
     if not active:
         return
     if config.tools.env != "none":

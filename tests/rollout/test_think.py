@@ -192,8 +192,60 @@ def test_instruction_is_appended_with_markers():
         (["think.enabled=true", "think.no_think_frac=0.01"], "each group needs both modes"),
         (["think.enabled=true", "think.budget=999"], "above rollout.max_new_tokens"),
         (["think.enabled=true", "tools.env=python", "tools.max_total_tokens=512"], "single-turn"),
+        (
+            [
+                "think.enabled=true",
+                "think.budgets=[8, 16]",
+                "algo.advantage={name: hbpo, budgets: [8], max_tokens: 16}",
+            ],
+            "must be think.budgets",
+        ),
+        (["algo.advantage={name: hbpo, budgets: [8], max_tokens: 16}"], "must be think.budgets"),
     ],
 )
 def test_think_config_refuses_what_cannot_run(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides)
+
+
+@pytest.mark.parametrize(
+    "recipe_overrides",
+    [
+        ["think.budget=4", "think.train_forced=true"],
+        [
+            "think.budgets=[4, 8]",
+            "rewards=[{name: hbpo_budget, max_tokens: 8}]",
+            "algo.advantage={name: hbpo, budgets: [4, 8], max_tokens: 8}",
+        ],
+        ["think.no_think_frac=0.5", "rewards=[{name: adapt_think}]", "algo.advantage=identity"],
+        ["think.early_exits=true", "think.budget=6", "rewards=[{name: decaying_exit}]", "algo.advantage=dr_grpo"],
+    ],
+    ids=["elastic", "hbpo", "adapt_think", "s_grpo"],
+)
+def test_each_think_mode_trains_through_the_one_loop(tiny_config, tmp_path, recipe_overrides):
+    import json
+
+    from rlvr.trainer import train
+
+    config = tiny_config("think.enabled=true", "rollout.max_new_tokens=8", "think.answer_tokens=2", "train.steps=2",
+                         "eval.verifier=math", *recipe_overrides)  # fmt: skip
+    run = train(config, tmp_path / "run")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss/total" in r]
+    assert len(steps) == 2 and all(math.isfinite(r["loss/total"]) for r in steps)
+    assert all("think/no_think_rate" in r and "think/forced_frac" in r for r in steps)
+    if "think.no_think_frac=0.5" in recipe_overrides:
+        assert all(r["think/no_think_rate"] == 0.5 for r in steps)  # forced: half of each group
+    if "think.budget=4" in recipe_overrides:
+        assert all(r["think/forced_frac"] > 0 for r in steps)  # tiny-random never closes its thinking
+    assert "eval/no_think_rate" in rows[-1] or any("eval/no_think_rate" in r for r in rows)
+
+
+def test_eval_budgets_cut_the_thinking_and_force_the_answer():
+    from rlvr.evaluate import evaluate_budgets
+
+    engine = ScriptedEngine(answering("abcdefghij"))
+    results = dict(evaluate_budgets(engine, [example()], "math", SAMPLING, [2, 8], 1, None, think()))
+    assert results[2].rows[0]["completion"] == "ab" + FORCED + "7}"
+    assert results[8].metrics["eval/response_length"] - results[2].metrics["eval/response_length"] == 6
+    assert all(r.metrics["eval/forced_frac"] == 1.0 and r.metrics["eval/accuracy"] == 1.0 for r in results.values())
