@@ -23,6 +23,8 @@ def test_every_recipe_trains_on_tiny_random(recipe, tmp_path):
     overrides = [*TINY_OVERRIDES, *QUICK]
     if recipe == "dapo":
         overrides.append("algo.overlong_cache_tokens=1")
+    if load_config(recipe).think.budget:
+        overrides.append("think.budget=2")  # within the tiny rollout.max_new_tokens
     staged = load_config(recipe).stages
     if staged:  # two steps of each of the recipe's stage kinds, in its order
         overrides.remove("train.steps=2")
