@@ -44,6 +44,10 @@ class ThinkConfig(Section):
         return text.replace("{open}", self.open).replace("{close}", self.close)
 
 
+MARKED_REWARDS = ("think_format", "adapt_think")  # rewards that find the thinking by its markers
+DEFAULT_MARKERS = {"open": "<think>", "close": "</think>"}
+
+
 def check_think(config) -> None:
     """What the think modes ask of the rest of a RunConfig (called from its validator)."""
     think, group = config.think, config.rollout.group_size
@@ -60,6 +64,18 @@ def check_think(config) -> None:
         return
     if config.tools.env != "none":
         raise ValueError("think is single-turn: it needs tools.env=none")
+    if config.sft.group_demos or config.sft.prefix_rollouts:
+        raise ValueError("think rollouts do not take demonstrations into their groups: unset sft.group_demos and "
+                         "sft.prefix_rollouts")  # fmt: skip
+    for i, spec in enumerate(config.rewards):
+        if spec.name in MARKED_REWARDS:
+            params = spec.params()
+            for key, marker in (("open", think.open), ("close", think.close)):
+                if params.get(key, DEFAULT_MARKERS[key]) != marker:
+                    raise ValueError(
+                        f"rewards[{i}] ({spec.name}) reads the {key} marker {params.get(key, DEFAULT_MARKERS[key])!r} "
+                        f"but think.{key} is {marker!r}: set rewards[{i}].{key} too"
+                    )
     if think.budgets and group % len(think.budgets):
         raise ValueError(f"think.budgets: {len(think.budgets)} subgroups must divide rollout.group_size={group} evenly")
     if think.no_think_frac and not 1 <= round(think.no_think_frac * group) < group:

@@ -201,6 +201,11 @@ def test_instruction_is_appended_with_markers():
             "must be think.budgets",
         ),
         (["algo.advantage={name: hbpo, budgets: [8], max_tokens: 16}"], "must be think.budgets"),
+        (
+            ["think.enabled=true", "think.close=</reason>", "rewards=[{name: math}, {name: think_format}]"],
+            r"rewards\[1\] \(think_format\) reads the close marker '</think>' but think.close is '</reason>'",
+        ),
+        (["think.enabled=true", "sft.group_demos=1"], "do not take demonstrations"),
     ],
 )
 def test_think_config_refuses_what_cannot_run(overrides, message):
