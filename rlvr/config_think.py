@@ -19,7 +19,7 @@ class ThinkConfig(Section):
     prefill: bool = True  # the assistant turn starts with the open marker (as R1-style chat templates do)
     budget: int | None = Field(None, ge=1)  # thinking tokens; at the budget the thinking is cut and the answer forced
     forced: str = "\n{close}\nThe final answer is \\boxed{"  # appended at the cut (Elastic Reasoning, AnytimeReasoner)
-    answer_tokens: int = Field(16, ge=1)  # the answer after the thinking closes (or is cut)
+    answer_tokens: int = Field(32, ge=1)  # the answer after the thinking closes (or is cut)
     train_forced: bool = False  # the forced tokens in the loss (Elastic Reasoning trains its forced </think>)
     budgets: list[int] = []  # HBPO: the group split evenly across these budgets, each announced in the response
     budget_prefix: str = " I will answer the question within {budget} tokens.\n"  # HBPO's announcement (prompt side)
@@ -50,23 +50,70 @@ DEFAULT_MARKERS = {"open": "<think>", "close": "</think>"}
 
 def check_think(config) -> None:
     """What the think modes ask of the rest of a RunConfig (called from its validator)."""
-    think, group = config.think, config.rollout.group_size
-    active = think.enabled
-    if not active and (think.budget or think.budgets or think.no_think_frac or think.early_exits):
+    think = config.think
+    if not think.enabled and (think.budget or think.budgets or think.no_think_frac or think.early_exits):
         raise ValueError("think.budget, budgets, no_think_frac and early_exits need think.enabled=true")
-    advantage = config.algo.advantage
-    if advantage.name == "hbpo" and advantage.params().get("budgets") != think.budgets:
+    check_group_rewards(config)
+    if think.enabled:
+        check_think_rollout(config)
+
+
+def check_group_rewards(config) -> None:
+    """The rewards and advantages that read what the think modes put on each completion."""
+    think, names = config.think, [spec.name for spec in config.rewards]
+    if "decaying_exit" in names and not think.early_exits:
         raise ValueError(
-            f"algo.advantage.budgets={advantage.params().get('budgets')} must be think.budgets={think.budgets} "
+            "the decaying_exit reward needs think.early_exits=true (it orders each group by exit position)"
+        )
+    if "hbpo_budget" in names and not think.budgets:
+        raise ValueError("the hbpo_budget reward needs think.budgets (each completion's subgroup budget)")
+    advantage = config.algo.advantage
+    if advantage.name != "hbpo":
+        return
+    params = advantage.params()
+    if params.get("budgets") != think.budgets:
+        raise ValueError(
+            f"algo.advantage.budgets={params.get('budgets')} must be think.budgets={think.budgets} "
             "(the subgroups the rollout made)"
         )
-    if not active:
-        return
+    if think.budgets and max(think.budgets) >= params.get("max_tokens", 0):
+        raise ValueError(
+            f"think.budgets must all be below max_tokens={params.get('max_tokens')}: at b = L_max HBPO's ceiling "
+            "beta cos(pi b / (2 L_max)) is 0 and that subgroup has no signal"
+        )
+    for spec in config.rewards:
+        if spec.name == "hbpo_budget":
+            reward = spec.params()
+            for key, default in (("max_tokens", None), ("beta", 4.0)):
+                if reward.get(key, default) != params.get(key, default):
+                    raise ValueError(
+                        f"algo.advantage.{key}={params.get(key, default)} must be the hbpo_budget reward's "
+                        f"{key}={reward.get(key, default)} (the advantage subtracts the reward's ceilings)"
+                    )
+    if config.rollout.dynamic_sampling:
+        raise ValueError("rollout.dynamic_sampling drops groups whose rewards agree, but the hbpo advantage is not 0 "
+                         "there (its intra-subgroup term): turn one off")  # fmt: skip
+
+
+def check_think_rollout(config) -> None:
+    think, group = config.think, config.rollout.group_size
     if config.tools.env != "none":
         raise ValueError("think is single-turn: it needs tools.env=none")
     if config.sft.group_demos or config.sft.prefix_rollouts:
         raise ValueError("think rollouts do not take demonstrations into their groups: unset sft.group_demos and "
                          "sft.prefix_rollouts")  # fmt: skip
+    if not think.prefill and (think.no_think_frac or think.budgets):
+        raise ValueError(
+            "think.no_think_frac and think.budgets need think.prefill=true (they write after the open marker)"
+        )
+    if config.algo.kl_in_reward and (think.no_think_frac or think.train_forced):
+        raise ValueError(
+            "algo.kl_in_reward estimates KL from the rollout's log-probs, which inserted tokens do not have: "
+            "with think.no_think_frac or think.train_forced, keep the KL in the loss (kl_in_reward=false)"
+        )
+    if config.algo.advantage.name == "identity" and config.rollout.dynamic_sampling:
+        raise ValueError("rollout.dynamic_sampling drops groups whose rewards agree, but the identity advantage is "
+                         "not 0 there: turn one off")  # fmt: skip
     for i, spec in enumerate(config.rewards):
         if spec.name in MARKED_REWARDS:
             params = spec.params()

@@ -62,6 +62,7 @@ class Completion:
     budget: int | None = None  # tokens the rollout allowed after the prompt (max_new_tokens; multi-turn: total)
     origin: str = "policy"  # "policy": sampled | "demo": a demonstration (rlvr.demos) | "prefix": continues one
     forced_answer: bool = False  # think budgets (rlvr.rollout.think): the thinking was cut and the answer forced
+    think_budget: int | None = None  # thinking rollouts: the thinking budget (HBPO: the subgroup's; S-GRPO: the exit)
 
     @property
     def tool_calls(self) -> int:

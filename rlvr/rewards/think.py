@@ -29,9 +29,10 @@ def split_thinking(text: str, open_marker: str, close: str) -> tuple[str, str] |
 
 
 def no_think(text: str, open_marker: str, close: str) -> bool:
-    """The response closes its thinking before writing any."""
-    parts = split_thinking(text, open_marker, close)
-    return parts is not None and not parts[0].strip()
+    """The response's first text is the close marker (after the open marker, if it writes one):
+    AdaptThink's 1[y_1 = </think>]; a thinking that closes after a newline is still thinking."""
+    rest = text[len(open_marker) :] if text.startswith(open_marker) else text
+    return rest.startswith(close)
 
 
 @REWARDS.register("think_format")
@@ -64,7 +65,7 @@ def hbpo_budget(
 ) -> list[float]:
     """HBPO's budget-aware reward (Lyu et al. 2025, "Hierarchical Budget Policy Optimization for
     Adaptive Reasoning", arXiv 2507.15844, eq. 4-5; authors' code ZJU-REAL/HBPO): for a correct
-    response of n tokens sampled under budget b (``Completion.budget``, the subgroup's),
+    response of n tokens sampled under budget b (``Completion.think_budget``, the subgroup's),
 
         f1(n, b) = beta cos(pi n / (2 L_max)) - alpha |n - b|      when n > b,
         f2(b)    = beta cos(pi b / (2 L_max))                      when n <= b,
@@ -77,9 +78,9 @@ def hbpo_budget(
     alpha = 1.0 / max_tokens if alpha is None else alpha
     out = []
     for completion, score in zip(completions, correct, strict=True):
-        if completion.budget is None:
-            raise ValueError("hbpo_budget needs each completion's budget: set think.budgets")
-        n, b = model_tokens(completion), completion.budget
+        if completion.think_budget is None:
+            raise ValueError("hbpo_budget needs each completion's thinking budget: set think.budgets")
+        n, b = model_tokens(completion), completion.think_budget
         if score < 1.0 or n > max_tokens:
             out.append(0.0)
         elif n > b:
@@ -93,7 +94,7 @@ def hbpo_budget(
 def decaying_exit(completions: list[Completion], correct: list[float]) -> list[float]:
     """S-GRPO's decaying reward (Dai et al. 2025, "S-GRPO: Early Exit via Reinforcement Learning in
     Reasoning Models", arXiv 2505.07686): the serial group's responses, ordered by exit position
-    (``Completion.budget``, early to late; the full path, listed last, last among equals), get
+    (``Completion.think_budget``, early to late; the full path, listed last, last among equals), get
 
         r_i = 1 / 2^(N_right - 1) if response i is correct, else 0,
 
@@ -101,7 +102,9 @@ def decaying_exit(completions: list[Completion], correct: list[float]) -> list[f
     correct exit earns 1, the next 1/2, then 1/4; a wrong one earns 0 and does not advance the
     count. It replaces the correctness reward. The paper's advantage is r_i - mean(r)
     (``algo.advantage: dr_grpo``)."""
-    order = sorted(range(len(completions)), key=lambda i: (completions[i].budget or 0, i))
+    if any(c.think_budget is None for c in completions):
+        raise ValueError("decaying_exit needs each completion's exit position: set think.early_exits")
+    order = sorted(range(len(completions)), key=lambda i: (completions[i].think_budget, i))
     out, right = [0.0] * len(completions), 0
     for i in order:
         if correct[i] >= 1.0:
@@ -129,11 +132,10 @@ def adapt_think(
     answer is measured against R_ref(x), the accuracy of thinking on x. The paper estimates R_ref
     from 16 samples of the frozen reference model, offline; here it is the mean correctness of this
     group's thinking rows (the current policy, online), so no second sampling pass is needed:
-    balanced, since a group needs both modes (``think.no_think_frac``, the paper's 0.5). Use with
-    ``algo.advantage: identity`` (the paper's "naive" estimator)."""
+    balanced, since a group needs both modes (``think.no_think_frac``, the paper's 0.5); a group with
+    no thinking row at all (possible only without forcing) falls back to its mean correctness. Use
+    with ``algo.advantage: identity`` (the paper's "naive" estimator)."""
     skipped = [no_think(c.response, open, close) for c in completions]
-    thinking = [score for score, skip in zip(correct, skipped, strict=True) if not skip]
-    if not thinking:
-        raise ValueError("adapt_think: a group with no thinking rows has no R_ref; set think.no_think_frac below 1")
+    thinking = [score for score, skip in zip(correct, skipped, strict=True) if not skip] or list(correct)
     reference = sum(float(s >= 1.0) for s in thinking) / len(thinking)
     return [delta * skip + float(score >= 1.0) - reference for score, skip in zip(correct, skipped, strict=True)]

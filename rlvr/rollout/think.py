@@ -13,11 +13,13 @@ mode prefix) is tokenized once and marked with its own log-prob and loss mask:
   thinking then samples an answer of up to ``think.answer_tokens``. The forced tokens are trained
   when ``think.train_forced`` (Elastic Reasoning keeps its forced ``</think>`` in the loss), with
   log-prob 0: the proposal that put them there chose them with probability 1, so the PPO ratio is
-  the importance weight pi_theta / 1 of that deterministic proposal.
+  the importance weight pi_theta / 1 of that deterministic proposal (verl, under Elastic Reasoning,
+  recomputes the old log-prob instead, so its ratio starts at 1; here clipping can stop the
+  gradient of a forced token whose probability is below 1 - clip_low).
 - **Budget subgroups** (Lyu et al. 2025, HBPO, arXiv 2507.15844): the G rows of a group are split
   evenly across ``think.budgets``; each subgroup's assistant turn announces its budget after the
   open marker (HBPO's " I will answer the question within b tokens", prompt side: not trained),
-  and ``Completion.budget`` is that b, which the budget-aware reward
+  and ``Completion.think_budget`` is that b, which the budget-aware reward
   (:func:`rlvr.rewards.think.hbpo_budget`) and advantage (``hbpo``) read. Subgroups are contiguous.
 - **No-think mode by importance sampling** (Zhang et al. 2025, AdaptThink, arXiv 2505.13417): the
   first ``round(no_think_frac x G)`` rows of each group are forced to close the thinking at once
@@ -29,8 +31,13 @@ mode prefix) is tokenized once and marked with its own log-prob and loss mask:
   sampled per prompt; the other G - 1 rows exit from it at positions drawn uniformly over its
   thinking (sorted, early to late; seeded by the path itself, so a resumed run draws the same),
   each with ``think.forced`` appended and its own sampled answer. The shared prefix keeps the
-  path's sampled log-probs. ``Completion.budget`` is the exit position (the full path: its
-  thinking length), which :func:`rlvr.rewards.think.decaying_exit` orders by. The path is last.
+  path's sampled log-probs. ``Completion.think_budget`` is the exit position (the full path: its
+  thinking length), which :func:`rlvr.rewards.think.decaying_exit` orders by. The path is last. A
+  path that ends (eos, a stop string) without closing its thinking exits only before that end.
+
+``Completion.budget`` stays the whole response's budget (thinking + forced text + answer), which
+``overlong``, ``cosine_length`` and ``concise`` read. The open marker is not prefilled again where the
+chat template already ends with it (R1-distill templates end in ``<think>\n``).
 
 Limits: single-turn only; the engine's stop strings see only what it generated, so a close marker
 split across the inserted text and the sample is not caught; a stop string of ``rollout.stop``
@@ -43,7 +50,7 @@ import random
 from dataclasses import dataclass, field, replace
 
 from rlvr.config_think import ThinkConfig
-from rlvr.rollout import RolloutEngine, SamplingParams, prompt_ids
+from rlvr.rollout import RolloutEngine, SamplingParams, cut_at_stop, prompt_ids
 from rlvr.types import Completion, Example
 
 
@@ -53,7 +60,7 @@ class Row:
 
     example: Example
     prompt: list[int]  # prompt ids with the prefilled open marker (and HBPO's announcement)
-    budget: int | None
+    think_budget: int | None  # the thinking budget (HBPO: the subgroup's announced one; S-GRPO: the exit position)
     token_ids: list[int] = field(default_factory=list)  # [T] the response so far
     logprobs: list[float] = field(default_factory=list)
     loss_mask: list[int] = field(default_factory=list)
@@ -79,10 +86,12 @@ def with_instruction(example: Example, think: ThinkConfig) -> Example:
 
 
 def is_no_think(text: str, think: ThinkConfig) -> bool:
-    """The response skips thinking: it starts (after the open marker, when not prefilled) with the close marker."""
-    rest = text.lstrip()
+    """The response skips thinking: its first text is the close marker (after the open marker, when
+    the model writes that itself): AdaptThink's 1[y_1 = </think>]. A thinking that closes after a
+    newline is thinking, however short."""
+    rest = text
     if rest.startswith(think.open):
-        rest = rest[len(think.open) :].lstrip()
+        rest = rest[len(think.open) :]
     return rest.startswith(think.close)
 
 
@@ -99,20 +108,21 @@ def think_generate(
     the thinking budget only."""
     tokenizer = engine.tokenizer
     examples = [with_instruction(e, think) for e in examples]
-    open_ids = encode(tokenizer, think.open) if think.prefill else []
+    cap = think.budget or sampling.max_new_tokens  # the thinking's own cap
     if train and think.early_exits:
-        rows = _early_exit_rows(engine, examples, n, sampling, think, open_ids)
+        rows = _early_exit_rows(engine, examples, n, sampling, think, cap)
     else:
         rows = []
         for example in examples:
-            base = prompt_ids(tokenizer, example) + open_ids
-            for j in range(n):
-                rows.append(_planned_row(tokenizer, example, base, j, n, think, train, sampling))
-        _sample(engine, [r for r in rows if not r.done], sampling, think)
+            base = opened_prompt(tokenizer, example, think)
+            rows += [_planned_row(tokenizer, example, base, j, n, think, train, cap) for j in range(n)]
+        _sample(engine, [r for r in rows if not r.done], sampling, think, cap, stop_at_close=think.budget is not None)
     _close_or_force(engine, rows, sampling, think)
+    phased = think.budget is not None or (train and think.early_exits)
+    total = cap + len(encode(tokenizer, think.fill(think.forced))) + think.answer_tokens if phased else cap
     groups: list[list[Completion]] = [[] for _ in examples]
     for k, row in enumerate(rows):
-        groups[k // n].append(_completion(tokenizer, row))
+        groups[k // n].append(_completion(tokenizer, row, total, sampling.stop))
     return groups
 
 
@@ -120,14 +130,20 @@ def encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _planned_row(tokenizer, example, base, j, n, think, train, sampling) -> Row:
-    budget = think.budget or sampling.max_new_tokens
+def opened_prompt(tokenizer, example: Example, think: ThinkConfig) -> list[int]:
+    """The prompt's ids with the open marker prefilled, unless the template already ends with it."""
+    ids = prompt_ids(tokenizer, example)
+    if not think.prefill or tokenizer.decode(ids[-16:], skip_special_tokens=False).rstrip().endswith(think.open):
+        return ids
+    return ids + encode(tokenizer, think.open)
+
+
+def _planned_row(tokenizer, example, base, j, n, think, train, cap) -> Row:
     if train and think.budgets:
-        size = n // len(think.budgets)
-        budget = think.budgets[j // size]
+        budget = think.budgets[j // (n // len(think.budgets))]
         announced = encode(tokenizer, think.budget_prefix.format(budget=budget))
         return Row(example, base + announced, budget)
-    row = Row(example, base, budget)
+    row = Row(example, base, cap)
     if train and think.no_think_frac:
         skipping = j < round(think.no_think_frac * n)
         prefix = encode(tokenizer, think.close if skipping else think.start)
@@ -137,21 +153,21 @@ def _planned_row(tokenizer, example, base, j, n, think, train, sampling) -> Row:
     return row
 
 
-def _sample(engine, rows: list[Row], sampling: SamplingParams, think: ThinkConfig) -> None:
-    """The thinking (or, for rows already past the close marker, the answer) of each row."""
+def _sample(engine, rows: list[Row], sampling: SamplingParams, think: ThinkConfig, cap: int, stop_at_close: bool):
+    """The thinking (or, for rows already past the close marker, the answer) of each row, up to
+    ``cap`` tokens; with ``stop_at_close`` the thinking stops at the close marker, for the answer
+    phase to follow."""
     if not rows:
         return
-    budgeted = think.budget is not None
-    stop = [*sampling.stop, think.close] if budgeted else sampling.stop
-    limit = think.budget or sampling.max_new_tokens
-    thinking = replace(sampling, max_new_tokens=limit, stop=stop)
+    stop = [*sampling.stop, think.close] if stop_at_close else sampling.stop
+    thinking = replace(sampling, max_new_tokens=cap, stop=stop)
     samples = engine.continue_ids([r.prompt + r.token_ids for r in rows], thinking)
     eos = engine.tokenizer.eos_token_id
     for row, sample in zip(rows, samples, strict=True):
         row.add(sample.token_ids, sample.logprobs, trained=1)
         row.finish_reason = sample.finish_reason
         ended = bool(sample.token_ids) and sample.token_ids[-1] == eos
-        if not budgeted or row.answering or ended:
+        if not stop_at_close or row.answering or ended:
             row.done = True
         elif sample.finish_reason == "stop" and think.close in sample.text:
             row.answering = True  # closed its thinking within budget: now the answer
@@ -178,64 +194,76 @@ def _close_or_force(engine, rows: list[Row], sampling: SamplingParams, think: Th
         row.done = True
 
 
-def _early_exit_rows(engine, examples, n, sampling, think, open_ids) -> list[Row]:
+def _early_exit_rows(engine, examples, n, sampling, think, cap) -> list[Row]:
     """S-GRPO: a sampled path per example, then n - 1 early exits from it, the path last."""
     tokenizer = engine.tokenizer
-    paths = [Row(e, prompt_ids(tokenizer, e) + open_ids, think.budget or sampling.max_new_tokens) for e in examples]
-    _sample(engine, paths, sampling, think.model_copy(update={"budget": think.budget or sampling.max_new_tokens}))
+    paths = [Row(e, opened_prompt(tokenizer, e, think), cap) for e in examples]
+    _sample(engine, paths, sampling, think, cap, stop_at_close=True)
     rows = []
     for path in paths:
-        thinking = thinking_length(tokenizer, path.token_ids, think.close)
+        thinking = thinking_length(tokenizer, path.token_ids, think.close, sampling.stop)
         for p in exit_positions(path.token_ids, thinking, n - 1):
             row = Row(path.example, path.prompt, p)
             row.add(path.token_ids[:p], path.logprobs[:p], trained=1)
             rows.append(row)
-        path.budget = thinking
+        path.think_budget = thinking
         rows.append(path)
     return rows
 
 
-def thinking_length(tokenizer, ids: list[int], close: str) -> int:
-    """Tokens before the close marker begins (all of them when it never appears)."""
+def thinking_length(tokenizer, ids: list[int], close: str, stop: list[str] = ()) -> int:
+    """Tokens of thinking: those before the close marker (or a stop string) begins, without a
+    trailing eos; all of them when neither appears. Decoded prefixes only grow, so the cut is
+    found by bisection (log n decodes, not n)."""
+    if ids and ids[-1] == tokenizer.eos_token_id:
+        ids = ids[:-1]
     text = tokenizer.decode(ids, skip_special_tokens=True)
-    if close not in text:
+    starts = [text.index(s) for s in (close, *stop) if s and s in text]
+    if not starts:
         return len(ids)
-    start = text.index(close)
-    k = 0
-    while k < len(ids) and len(tokenizer.decode(ids[: k + 1], skip_special_tokens=True)) <= start:
-        k += 1
-    return k
+    start = min(starts)
+    low, high = 0, len(ids)  # the longest prefix whose text ends at or before ``start``
+    while low < high:
+        mid = (low + high + 1) // 2
+        if len(tokenizer.decode(ids[:mid], skip_special_tokens=True)) <= start:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def exit_positions(path: list[int], thinking: int, count: int) -> list[int]:
     """``count`` exit positions in 1..thinking, uniform, distinct where the thinking is long enough,
-    sorted; seeded by the path's tokens (the same path always exits at the same places)."""
+    sorted; seeded by the path's tokens (the same path always exits at the same places). A path
+    with no thinking at all exits at 0 (the answer straight after the prompt)."""
     seed = hashlib.sha256(",".join(map(str, path)).encode()).hexdigest()
     rng = random.Random(seed)
-    span = range(1, max(thinking, 1) + 1)
+    span = range(1, thinking + 1) if thinking >= 1 else range(0, 1)
     picks = rng.sample(span, count) if len(span) >= count else [rng.choice(span) for _ in range(count)]
     return sorted(picks)
 
 
-def _completion(tokenizer, row: Row) -> Completion:
+def _completion(tokenizer, row: Row, total_budget: int, stop: list[str]) -> Completion:
+    text = tokenizer.decode(row.token_ids, skip_special_tokens=True)
     return Completion(
         example=row.example,
-        text=tokenizer.decode(row.token_ids, skip_special_tokens=True),
+        text=cut_at_stop(text, stop) if row.finish_reason == "stop" else text,
         prompt_ids=row.prompt,
         token_ids=row.token_ids,
         logprobs=row.logprobs,
         loss_mask=row.loss_mask,
         finish_reason=row.finish_reason,
-        budget=row.budget,
+        budget=total_budget,
         forced_answer=row.forced_answer,
+        think_budget=row.think_budget,
     )
 
 
 def think_metrics(completions: list[Completion], think: ThinkConfig, prefix: str = "think") -> dict[str, float]:
-    """No-think rate, forced-answer rate and closed-thinking rate over ``completions``."""
+    """No-think rate, forced-answer rate and the rate of thinking the model closed itself."""
     n = max(len(completions), 1)
     return {
         f"{prefix}/no_think_rate": sum(is_no_think(c.text, think) for c in completions) / n,
         f"{prefix}/forced_frac": sum(c.forced_answer for c in completions) / n,
-        f"{prefix}/closed_frac": sum(think.close in c.text for c in completions) / n,
+        f"{prefix}/closed_frac": sum(think.close in c.text and not c.forced_answer for c in completions) / n,
     }

@@ -5,8 +5,9 @@ operands: 4, difficulty: hard}]}``: every part is a task of its own (its keys ch
 are), and each example carries ``meta["difficulty"]`` (the part's ``difficulty``, default its
 index), which eval reports accuracy, length and no-think rate by (rlvr.evaluate). Both splits
 interleave the parts round-robin, so the first ``eval.size`` held-out problems cover every part
-evenly. Held-out problems stay held out: each part keeps its own task's split. Limit: the parts
-must share one verifier.
+evenly. Held-out problems stay held out: each part keeps its own task's split, and a train example
+whose prompt is held out by another part (overlapping settings, say one-digit and up-to-two-digit
+arithmetic) is dropped. Limit: the parts must share one verifier.
 """
 
 from dataclasses import replace
@@ -42,4 +43,11 @@ def mixture(parts: list[dict[str, Any]]) -> Task:
         ]
         return [e for row in zip_longest(*lists) for e in row if e is not None]
 
-    return ListTask("mixture", train=interleaved("train"), eval=interleaved("eval"), verifier=verifiers.pop())
+    held = interleaved("eval")
+    held_prompts = {_prompt_key(e) for e in held}
+    train = [e for e in interleaved("train") if _prompt_key(e) not in held_prompts]
+    return ListTask("mixture", train=train, eval=held, verifier=verifiers.pop())
+
+
+def _prompt_key(example) -> tuple:
+    return tuple((m.get("role"), m.get("content")) for m in example.prompt)

@@ -57,7 +57,7 @@ def test_monitor_rechooses_every_few_steps_and_restores():
 
 
 def test_a_run_logs_the_targets_and_resumes_them(tiny_config, tmp_path):
-    overrides = ["rewards=[{name: starts_with_a_or_e}, {name: laser_d, upper: 4, lower: 1, stride: 1, every: 2}]",
+    overrides = ["rewards=[{name: starts_with_a_or_e}, {name: laser_d, upper: 4, lower: 1, stride: 1, every: 3}]",
                  "checkpoint.every=2", "checkpoint.export_final=false"]  # fmt: skip
     whole = train(tiny_config(*overrides, "train.steps=4"), tmp_path / "whole")
     torch.manual_seed(0)
@@ -68,5 +68,5 @@ def test_a_run_logs_the_targets_and_resumes_them(tiny_config, tmp_path):
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         steps = [r for r in rows if "laser_d/target_easy" in r]
         logged.append([{k: v for k, v in r.items() if k.startswith("laser_d/")} for r in steps])
-    assert [r["laser_d/target_hard"] for r in logged[0]] == [4.0, 2.0, 2.0, 2.0]  # re-chosen after step 2
-    assert logged[0] == logged[1]  # the resumed run kept the targets (a fresh monitor would say 4 at step 3)
+    assert [r["laser_d/target_hard"] for r in logged[0]] == [4.0, 4.0, 2.0, 2.0]  # re-chosen after step 3
+    assert logged[0] == logged[1]  # the resumed run kept the window of steps 1-2 (a fresh one would say 4 at 3)

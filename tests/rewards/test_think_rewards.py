@@ -13,8 +13,9 @@ from rlvr.types import Completion, Example
 EXAMPLE = Example(id="q", prompt=[], answer="4")
 
 
-def completion(text: str = "x", tokens: int = 5, budget: int | None = 20) -> Completion:
-    return Completion(EXAMPLE, text, [1], [7] * tokens, [0.0] * tokens, [1] * tokens, "stop", budget=budget)
+def completion(text: str = "x", tokens: int = 5, budget: int | None = 20, think_budget: int | None = None):
+    return Completion(EXAMPLE, text, [1], [7] * tokens, [0.0] * tokens, [1] * tokens, "stop", budget=budget,
+                      think_budget=think_budget)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -37,13 +38,15 @@ def test_think_format(text, expected):
 
 def test_hbpo_budget_hand_computed():
     fn = GROUP_REWARDS.bind("hbpo_budget", {"max_tokens": 100, "alpha": 0.01})
-    group = [completion(tokens=30, budget=50), completion(tokens=70, budget=50), completion(tokens=30, budget=50),
-             completion(tokens=120, budget=100)]  # fmt: skip
+    group = [completion(tokens=30, think_budget=50), completion(tokens=70, think_budget=50),
+             completion(tokens=30, think_budget=50), completion(tokens=120, think_budget=100)]  # fmt: skip
     # n <= b: 4 cos(pi 50 / 200) = 2.828427; n > b: 4 cos(pi 70 / 200) - 0.01 x 20 = 1.815962 - 0.2; wrong: 0;
     # over L_max: 0
     assert fn(group, [1.0, 1.0, 0.0, 1.0]) == pytest.approx([2.828427, 1.615962, 0.0, 0.0], abs=1e-6)
     default = GROUP_REWARDS.bind("hbpo_budget", {"max_tokens": 100})  # alpha = 1 / L_max
-    assert default([completion(tokens=70, budget=50)], [1.0]) == pytest.approx([1.815962 - 0.2], abs=1e-6)
+    assert default([completion(tokens=70, think_budget=50)], [1.0]) == pytest.approx([1.815962 - 0.2], abs=1e-6)
+    with pytest.raises(ValueError, match="set think.budgets"):
+        default([completion(tokens=70)], [1.0])
 
 
 def test_hbpo_advantage_hand_computed():
@@ -60,11 +63,14 @@ def test_hbpo_advantage_hand_computed():
 
 def test_decaying_exit_hand_computed():
     fn = GROUP_REWARDS.bind("decaying_exit")
-    group = [completion(budget=3), completion(budget=1), completion(budget=2), completion(budget=5)]
+    group = [completion(think_budget=3), completion(think_budget=1), completion(think_budget=2),
+             completion(think_budget=5)]  # fmt: skip
     # by exit position: b1 wrong -> 0; b2 right, first -> 1; b3 right, second -> 1/2; b5 right, third -> 1/4
     assert fn(group, [1.0, 0.0, 1.0, 1.0]) == [0.5, 0.0, 1.0, 0.25]
-    tied = [completion(budget=4), completion(budget=4)]  # the path (last) after an exit at the same place
+    tied = [completion(think_budget=4), completion(think_budget=4)]  # the path (last) after an exit at its end
     assert fn(tied, [1.0, 1.0]) == [1.0, 0.5]
+    with pytest.raises(ValueError, match="set think.early_exits"):
+        fn([completion(), completion()], [1.0, 1.0])
 
 
 def test_adapt_think_hand_computed():
@@ -72,8 +78,14 @@ def test_adapt_think_hand_computed():
     texts = ["</think>\\boxed{4}", "</think>\\boxed{5}", "ab</think>\\boxed{4}", "ab</think>\\boxed{5}"]
     # R_ref = mean correctness of the thinking rows = 0.5
     assert fn([completion(t) for t in texts], [1.0, 0.0, 1.0, 0.0]) == pytest.approx([0.55, -0.45, 0.5, -0.5])
-    with pytest.raises(ValueError, match="no thinking rows"):
-        fn([completion("</think>\\boxed{4}")], [1.0])
+    # a thinking row that closes after a newline is thinking (the first text decides, as y_1 in the paper)
+    assert fn([completion("</think>\\boxed{4}"), completion("\n</think>\\boxed{5}")], [1.0, 0.0]) == pytest.approx(
+        [1.05, 0.0]
+    )
+    # no thinking row at all: R_ref falls back to the group's mean correctness (0.5)
+    assert fn([completion("</think>\\boxed{4}"), completion("</think>\\boxed{5}")], [1.0, 0.0]) == pytest.approx(
+        [0.55, -0.45]
+    )
 
 
 def test_concise_only_rewards_groups_that_are_all_correct():

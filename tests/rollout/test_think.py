@@ -81,7 +81,8 @@ def test_a_thinking_cut_at_the_budget_gets_the_forced_answer_masked_with_log_pro
     (group,) = think_generate(engine, [example()], 1, SAMPLING, think(budget=4))
     c = group[0]
     assert c.text == "abcd" + FORCED + "7}"
-    assert c.forced_answer and c.budget == 4 and c.finish_reason == "stop"
+    assert c.forced_answer and c.think_budget == 4 and c.finish_reason == "stop"
+    assert c.budget == 4 + len(FORCED) + 32  # the whole response's: thinking, forced text, answer_tokens
     n = len(FORCED)
     assert c.loss_mask == [1] * 4 + [0] * n + [1] * 3  # "7", "}", eos
     assert c.logprobs == [-0.5] * 4 + [0.0] * n + [-0.5] * 3
@@ -119,7 +120,7 @@ def test_without_a_budget_the_rollout_is_one_plain_sample():
 def test_hbpo_subgroups_announce_their_budgets_on_the_prompt_side():
     engine = ScriptedEngine(lambda text: "x$")
     (group,) = think_generate(engine, [example()], 4, SAMPLING, think(budgets=[8, 16]))
-    assert [c.budget for c in group] == [8, 8, 16, 16]
+    assert [c.think_budget for c in group] == [8, 8, 16, 16]
     announced = [CharTokenizer().decode(c.prompt_ids) for c in group]
     assert announced[0].endswith("<think> I will answer the question within 8 tokens.\n")
     assert announced[3].endswith("within 16 tokens.\n")
@@ -144,9 +145,9 @@ def test_sgrpo_exits_early_from_one_path_with_its_log_probs_and_the_path_last():
     engine = ScriptedEngine(answering("abcdefgh</think>"))
     (group,) = think_generate(engine, [example()], 4, SAMPLING, think(early_exits=True, budget=24))
     path = group[-1]
-    assert path.text == "abcdefgh</think>7}" and path.budget == 8 and not path.forced_answer
+    assert path.text == "abcdefgh</think>7}" and path.think_budget == 8 and not path.forced_answer
     exits = group[:-1]
-    positions = [c.budget for c in exits]
+    positions = [c.think_budget for c in exits]
     assert positions == sorted(positions) and len(set(positions)) == 3 and all(1 <= p <= 8 for p in positions)
     for c, p in zip(exits, positions, strict=True):
         assert c.text == "abcdefgh"[:p] + FORCED + "7}" and c.forced_answer
@@ -154,16 +155,48 @@ def test_sgrpo_exits_early_from_one_path_with_its_log_probs_and_the_path_last():
     assert len(engine.calls[0]) == 1  # one path sampled, not four
 
 
-def test_exit_positions_are_seeded_by_the_path():
+def test_sgrpo_never_exits_after_a_path_that_ended_without_closing():
+    engine = ScriptedEngine(lambda text: "7}$" if text.endswith("{") else "abc$")
+    (group,) = think_generate(engine, [example()], 8, SAMPLING, think(early_exits=True, budget=24))
+    assert group[-1].text == "abc" and group[-1].think_budget == 3  # eos is not thinking
+    assert all(1 <= c.think_budget <= 3 and c.text == "abc"[: c.think_budget] + FORCED + "7}" for c in group[:-1])
+    assert all(EOS not in c.token_ids[: c.think_budget + 1] for c in group[:-1])
+
+
+def test_exit_positions_are_seeded_by_the_path_and_repeat_only_when_short():
     assert exit_positions([5, 6, 7], 10, 3) == exit_positions([5, 6, 7], 10, 3)
-    assert exit_positions([5], 2, 3) == sorted(exit_positions([5], 2, 3))  # fewer positions than exits: repeats
-    assert all(p in (1, 2) for p in exit_positions([5], 2, 3))
+    assert exit_positions([5, 6, 7], 10, 3) != exit_positions([5, 6, 8], 10, 3)
+    assert len(set(exit_positions([5, 6, 7], 10, 9))) == 9  # distinct while there is room
+    assert sorted(set(exit_positions([5], 2, 3))) in ([1, 2], [1], [2])  # fewer positions than exits: repeats
+    assert exit_positions([5], 0, 2) == [0, 0]  # no thinking: exit straight after the prompt
 
 
-def test_thinking_length_stops_before_the_close_marker():
+def test_thinking_length_stops_before_the_close_marker_a_stop_string_or_eos():
     tok = CharTokenizer()
     assert thinking_length(tok, tok("abc</think>7")["input_ids"], "</think>") == 3
     assert thinking_length(tok, tok("abcdef")["input_ids"], "</think>") == 6
+    assert thinking_length(tok, tok("abcdef")["input_ids"] + [EOS], "</think>") == 6
+    assert thinking_length(tok, tok("abcSTOP")["input_ids"], "</think>", ["STOP"]) == 3
+
+
+def test_a_stop_string_ends_the_thinking_without_an_answer():
+    engine = ScriptedEngine(answering("abSTOPcdefgh"))
+    stopping = SamplingParams(max_new_tokens=32, stop=["STOP"])
+    (group,) = think_generate(engine, [example()], 1, stopping, think(budget=16))
+    assert group[0].text == "abSTOP" and not group[0].forced_answer and len(engine.calls) == 1
+
+
+def test_the_open_marker_is_not_prefilled_twice():
+    class Templated(CharTokenizer):
+        chat_template = "r1"
+
+        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True, **kwargs):
+            return messages[-1]["content"] + "<think>\n"
+
+    engine = ScriptedEngine(lambda text: "x$")
+    engine.tokenizer = Templated()
+    (group,) = think_generate(engine, [example()], 1, SAMPLING, think())
+    assert engine.tokenizer.decode(group[0].prompt_ids) == "Q0<think>\n"
 
 
 def test_eval_lets_the_model_choose_and_reports_by_difficulty():
@@ -206,6 +239,41 @@ def test_instruction_is_appended_with_markers():
             r"rewards\[1\] \(think_format\) reads the close marker '</think>' but think.close is '</reason>'",
         ),
         (["think.enabled=true", "sft.group_demos=1"], "do not take demonstrations"),
+        (["think.enabled=true", "think.prefill=false", "think.no_think_frac=0.5"], "need think.prefill"),
+        (
+            ["think.enabled=true", "think.no_think_frac=0.5", "algo.kl_in_reward=true", "algo.kl_coef=0.1"],
+            "kl_in_reward",
+        ),
+        (["think.enabled=true", "rewards=[{name: decaying_exit}]"], "needs think.early_exits"),
+        (["think.enabled=true", "rewards=[{name: hbpo_budget, max_tokens: 48}]"], "needs think.budgets"),
+        (
+            [
+                "think.enabled=true",
+                "think.budgets=[8, 48]",
+                "rewards=[{name: hbpo_budget, max_tokens: 48}]",
+                "algo.advantage={name: hbpo, budgets: [8, 48], max_tokens: 48}",
+            ],
+            "below max_tokens",
+        ),
+        (
+            [
+                "think.enabled=true",
+                "think.budgets=[8, 16]",
+                "rewards=[{name: hbpo_budget, max_tokens: 40}]",
+                "algo.advantage={name: hbpo, budgets: [8, 16], max_tokens: 48}",
+            ],
+            "the hbpo_budget reward's",
+        ),
+        (
+            [
+                "think.enabled=true",
+                "think.budgets=[8, 16]",
+                "rewards=[{name: hbpo_budget, max_tokens: 48}]",
+                "algo.advantage={name: hbpo, budgets: [8, 16], max_tokens: 48}",
+                "rollout.dynamic_sampling=true",
+            ],
+            "dynamic_sampling",
+        ),
     ],
 )
 def test_think_config_refuses_what_cannot_run(overrides, message):
@@ -219,8 +287,8 @@ def test_think_config_refuses_what_cannot_run(overrides, message):
         ["think.budget=4", "think.train_forced=true"],
         [
             "think.budgets=[4, 8]",
-            "rewards=[{name: hbpo_budget, max_tokens: 8}]",
-            "algo.advantage={name: hbpo, budgets: [4, 8], max_tokens: 8}",
+            "rewards=[{name: hbpo_budget, max_tokens: 12}]",
+            "algo.advantage={name: hbpo, budgets: [4, 8], max_tokens: 12}",
         ],
         ["think.no_think_frac=0.5", "rewards=[{name: adapt_think}]", "algo.advantage=identity"],
         ["think.early_exits=true", "think.budget=6", "rewards=[{name: decaying_exit}]", "algo.advantage=dr_grpo"],
@@ -240,7 +308,7 @@ def test_each_think_mode_trains_through_the_one_loop(tiny_config, tmp_path, reci
     assert len(steps) == 2 and all(math.isfinite(r["loss/total"]) for r in steps)
     assert all("think/no_think_rate" in r and "think/forced_frac" in r for r in steps)
     if "think.no_think_frac=0.5" in recipe_overrides:
-        assert all(r["think/no_think_rate"] == 0.5 for r in steps)  # forced: half of each group
+        assert all(r["think/no_think_rate"] == 0.5 for r in steps)  # forced: half of each group, by its first text
     if "think.budget=4" in recipe_overrides:
         assert all(r["think/forced_frac"] > 0 for r in steps)  # tiny-random never closes its thinking
     assert "eval/no_think_rate" in rows[-1] or any("eval/no_think_rate" in r for r in rows)

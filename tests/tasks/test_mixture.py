@@ -33,3 +33,18 @@ def test_mixture_errors_name_the_part():
         make_task("mixture", parts=[parts()[0], parts()[0]])
     with pytest.raises(ConfigError, match="non-empty list"):
         make_task("mixture", parts=[])
+
+
+def test_a_prompt_held_out_by_one_part_is_not_trained_on_through_another():
+    from rlvr.tasks import TASKS, ListTask
+    from rlvr.types import Example
+
+    def ex(text):
+        return Example(text, [{"role": "user", "content": text}], "1")
+
+    if "overlap_a" not in TASKS:
+        TASKS.register("overlap_a")(lambda: ListTask("overlap_a", train=[ex("y")], eval=[ex("x")]))
+        TASKS.register("overlap_b")(lambda: ListTask("overlap_b", train=[ex("x"), ex("z")], eval=[ex("w")]))
+    task = make_task("mixture", parts=[{"name": "overlap_a"}, {"name": "overlap_b"}])
+    assert [e.prompt[0]["content"] for e in task.split("train")] == ["y", "z"]  # b's "x" is a's held-out problem
+    assert [e.prompt[0]["content"] for e in task.split("eval")] == ["x", "w"]
