@@ -322,3 +322,40 @@ def test_eval_budgets_cut_the_thinking_and_force_the_answer():
     assert results[2].rows[0]["completion"] == "ab" + FORCED + "7}"
     assert results[8].metrics["eval/response_length"] - results[2].metrics["eval/response_length"] == 6
     assert all(r.metrics["eval/forced_frac"] == 1.0 and r.metrics["eval/accuracy"] == 1.0 for r in results.values())
+
+
+def no_think_probability(model, tokenizer, think_cfg) -> float:
+    """The policy's probability that the first token after the prefilled <think> starts </think>."""
+    import torch
+
+    from rlvr.rollout.think import opened_prompt
+    from rlvr.tasks import make_task
+
+    example = make_task("arithmetic").split("eval")[0]
+    ids = torch.tensor([opened_prompt(tokenizer, example, think_cfg)])
+    close_first = tokenizer(think_cfg.close, add_special_tokens=False)["input_ids"][0]
+    with torch.no_grad():
+        return torch.softmax(model(ids).logits[0, -1].float(), dim=-1)[close_first].item()
+
+
+def test_adaptthink_learns_to_skip_thinking_when_skipping_pays(tiny_config, tmp_path):
+    """A no-think bonus moves the importance-sampled first token toward skipping: after the same
+    steps, the probability of closing the thinking at once is far higher with delta = 1 than with
+    delta = 0 (where a no-think answer, never right under this reward, only loses)."""
+    from transformers import AutoModelForCausalLM
+
+    from rlvr.models import load_model
+    from rlvr.trainer import train
+
+    tokenizer = load_model("tiny-random")[1]
+    after = {}
+    for delta in (0.0, 1.0):
+        reward = f"rewards=[{{name: adapt_think, delta: {delta}}}]"
+        config = tiny_config("think.enabled=true", "think.no_think_frac=0.5", reward, "algo.advantage=identity",
+                             "rollout.max_new_tokens=2", "train.steps=6", "eval.size=4")  # fmt: skip
+        run = train(config, tmp_path / f"delta-{delta}")
+        after[delta] = no_think_probability(
+            AutoModelForCausalLM.from_pretrained(run / "final"), tokenizer, config.think
+        )
+    before = no_think_probability(load_model("tiny-random")[0], tokenizer, config.think)
+    assert after[1.0] > 2 * before and after[1.0] > 2 * after[0.0], (before, after)
