@@ -141,7 +141,7 @@ def opened_prompt(tokenizer, example: Example, think: ThinkConfig) -> list[int]:
 def _planned_row(tokenizer, example, base, j, n, think, train, cap) -> Row:
     if train and think.budgets:
         budget = think.budgets[j // (n // len(think.budgets))]
-        announced = encode(tokenizer, think.budget_prefix.format(budget=budget))
+        announced = encode(tokenizer, think.budget_prefix.replace("{budget}", str(budget)))
         return Row(example, base + announced, budget)
     row = Row(example, base, cap)
     if train and think.no_think_frac:
