@@ -164,5 +164,6 @@ def _decorate(ax, title: str) -> None:
     ax.set_xlabel("step")
     ax.ticklabel_format(axis="y", useOffset=False)  # "1e-6+1.0799e1" above the axis reads badly
     ax.grid(alpha=0.3)
-    if ax.has_data():
-        ax.legend(fontsize=7, loc="best")
+    if ax.has_data():  # many runs: more columns, smaller type, so the legend never outgrows the axes
+        entries = len(ax.get_legend_handles_labels()[1])
+        ax.legend(fontsize=7 if entries <= 12 else 5, loc="best", ncol=1 + entries // 12)
