@@ -51,6 +51,15 @@ GROUPS: list[tuple[str, str, Callable[[str], bool]]] = [  # (file stem, title, w
 ]
 
 
+def run_color(i: int, runs: int):
+    """Run i's colour: matplotlib's ten cycle colours, or tab20's twenty when more runs are overlaid."""
+    if runs <= 10:
+        return f"C{i}"
+    import matplotlib
+
+    return matplotlib.colormaps["tab20"](i % 20)
+
+
 def matplotlib_figure(width: float = 7.0, height: float = 3.8):
     """A matplotlib Figure on an Agg canvas; a one-line error naming the extra if matplotlib is missing."""
     try:
@@ -98,8 +107,8 @@ def plot_accuracy_vs_tokens(runs: list[RunData], path: Path) -> Plot:
             continue
         xs, ys = [length[s] for s in steps], [acc[s] for s in steps]
         plot.series.append(Series(run.name, "eval/accuracy", [round(x) for x in xs], ys))
-        ax.plot(xs, ys, color=f"C{i % 10}", marker="o", markersize=3, alpha=0.6, label=run.name)
-        ax.scatter(xs[-1:], ys[-1:], color=f"C{i % 10}", s=60, zorder=3)
+        ax.plot(xs, ys, color=run_color(i, len(runs)), marker="o", markersize=3, alpha=0.6, label=run.name)
+        ax.scatter(xs[-1:], ys[-1:], color=run_color(i, len(runs)), s=60, zorder=3)
     _decorate(ax, plot.title)
     ax.set_xlabel("mean response tokens (held-out)")
     ax.set_ylabel("accuracy")
@@ -121,7 +130,7 @@ def plot_group(runs: list[RunData], stem: str, title: str, keys: list[str], path
             ax.plot(
                 steps,
                 values,
-                color=f"C{i % 10}",
+                color=run_color(i, len(runs)),
                 linestyle=STYLES[j % len(STYLES)],
                 marker="o" if sparse else None,
                 markersize=4,
@@ -148,11 +157,12 @@ def plot_fits(runs: list[RunData], fits: list[Fit], out_dir: Path) -> list[Plot]
                 continue
             plot.series.append(Series(run.name, metric, steps, values))
             prefix = f"{run.name} · " if len(runs) > 1 else ""
-            ax.scatter(steps, values, color=f"C{i % 10}", s=14, label=f"{prefix}points")
+            ax.scatter(steps, values, color=run_color(i, len(runs)), s=14, label=f"{prefix}points")
             xs = np.linspace(max(min(steps), 1), max(max(steps), 1), 200)
             for fit in (f for f in fits if f.run == run.name and f.metric == metric and f.a is not None):
                 style = "-" if fit.form == "log" else "--"
-                ax.plot(xs, fit.predict(xs), color=f"C{i % 10}", linestyle=style, label=f"{prefix}{fit.formula}")
+                color = run_color(i, len(runs))
+                ax.plot(xs, fit.predict(xs), color=color, linestyle=style, label=f"{prefix}{fit.formula}")
         _decorate(ax, plot.title)
         figure.savefig(plot.path)
         plots.append(plot)
