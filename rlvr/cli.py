@@ -210,7 +210,9 @@ def cmd_train(args, sft_only: bool = False) -> int:
         if sft_only:
             config = sft_stages_only(config)
         run_dir = train(config)
-    print(f"run finished: {run_dir}  (metrics.jsonl, samples.jsonl, tensorboard/, final/)")
+    written = [name for name in ("metrics.jsonl", "samples.jsonl", "tensorboard/", "final/")
+               if (run_dir / name.rstrip("/")).exists()]  # fmt: skip
+    print(f"run finished: {run_dir}  ({', '.join(written)})")
     return 0
 
 
