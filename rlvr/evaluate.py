@@ -159,9 +159,8 @@ def difficulty_metrics(groups, correct_counts: list[int], think=None) -> dict[st
         if think is not None:
             from rlvr.rollout.think import is_no_think
 
-            metrics[f"eval/no_think_rate/{level}"] = sum(is_no_think(c.text, think) for c in completions) / len(
-                completions
-            )
+            skipped = sum(is_no_think(c.text, think.open, think.close) for c in completions)
+            metrics[f"eval/no_think_rate/{level}"] = skipped / len(completions)
     return metrics
 
 
@@ -191,10 +190,7 @@ def evaluate_budgets(
 
     results = []
     for b in budgets:
-        if think is not None and think.enabled:
-            at = evaluate(engine, examples, verifier, replace(sampling, max_new_tokens=b), samples, tools,
-                          think.model_copy(update={"budget": b}))  # fmt: skip
-        else:
-            at = evaluate(engine, examples, verifier, replace(sampling, max_new_tokens=b), samples, tools)
-        results.append((b, at))
+        budgeted = think.model_copy(update={"budget": b}) if think is not None and think.enabled else think
+        results.append((b, evaluate(engine, examples, verifier, replace(sampling, max_new_tokens=b), samples, tools,
+                                    budgeted)))  # fmt: skip
     return results

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 
 from rlvr.algos.advantages import ADVANTAGES, centred, group_metrics
-from rlvr.rewards.think import hbpo_ceiling
+from rlvr.rewards.think import hbpo_curve
 
 
 @ADVANTAGES.register("identity")
@@ -46,7 +46,7 @@ def hbpo_advantage(
     wide = rewards.double()
     inter = centred(rewards) / (wide.std(dim=1, keepdim=True) + eps)
     sub = wide.view(b, k, g // k).mean(dim=2)  # [B, k]
-    ceilings = wide.new_tensor([hbpo_ceiling(budget, max_tokens, beta) for budget in budgets])
+    ceilings = wide.new_tensor([hbpo_curve(budget, max_tokens, beta) for budget in budgets])
     intra = (sub - ceilings).repeat_interleave(g // k, dim=1)  # [B, G]
     advantages = (intra + inter).to(rewards.dtype)
     return advantages, {**group_metrics(advantages, rewards), "adv/hbpo_intra": intra.mean().item()}

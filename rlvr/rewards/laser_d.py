@@ -21,6 +21,7 @@ steps (no extra sampling; the window holds every prompt the policy just saw); un
 monitoring the targets are ``upper`` (no length pressure yet).
 """
 
+import inspect
 import math
 from dataclasses import replace
 from typing import Annotated, Literal
@@ -91,11 +92,13 @@ class LaserDMonitor:
     """Collects the sampled groups and re-chooses ``laser_d``'s targets every ``every`` steps."""
 
     def __init__(self, params: dict, group_size: int):
-        self.params = {k: v for k, v in params.items() if k != "targets"}
+        self.params = {k: v for k, v in params.items() if k != "targets"}  # the recipe's, re-bound each step
+        defaults = {k: p.default for k, p in inspect.signature(laser_d).parameters.items() if p.default is not p.empty}
+        settings = {**defaults, **self.params}  # the reward's own defaults: one place for them
         self.group_size = group_size
-        self.every = int(params.get("every", 5))
-        upper = int(params["upper"])
-        self.candidates = list(range(int(params.get("lower", 16)), upper + 1, int(params.get("stride", 16)))) or [upper]
+        self.every, self.upper = int(settings["every"]), int(settings["upper"])
+        self.expected_correct = int(settings["expected_correct"])
+        self.candidates = list(range(int(settings["lower"]), self.upper + 1, int(settings["stride"]))) or [self.upper]
         self.targets: dict[str, int] = {}
         self.window: dict[str, list[int]] = {band: [] for band in BANDS}
         self.steps_seen = 0
@@ -115,10 +118,9 @@ class LaserDMonitor:
             self.window[band] += [model_tokens(c) for c in sampled[start : start + g]]
         self.steps_seen += 1
         if self.steps_seen % self.every == 0:
-            self.targets = choose_targets(self.window, g, self.candidates, int(self.params.get("expected_correct", 1)))
+            self.targets = choose_targets(self.window, g, self.candidates, self.expected_correct)
             self.window = {band: [] for band in BANDS}
-        upper = int(self.params["upper"])
-        return {f"laser_d/target_{band}": float(self.targets.get(band, upper)) for band in BANDS}
+        return {f"laser_d/target_{band}": float(self.targets.get(band, self.upper)) for band in BANDS}
 
     def state_dict(self) -> dict:
         return {"targets": dict(self.targets), "window": {k: list(v) for k, v in self.window.items()},

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from rlvr.rewards import GROUP_REWARDS, REWARDS
 from rlvr.rewards.length import model_tokens
+from rlvr.rollout.think import is_no_think
 from rlvr.types import Completion, Example
 
 
@@ -28,13 +29,6 @@ def split_thinking(text: str, open_marker: str, close: str) -> tuple[str, str] |
     return thinking, answer
 
 
-def no_think(text: str, open_marker: str, close: str) -> bool:
-    """The response's first text is the close marker (after the open marker, if it writes one):
-    AdaptThink's 1[y_1 = </think>]; a thinking that closes after a newline is still thinking."""
-    rest = text[len(open_marker) :] if text.startswith(open_marker) else text
-    return rest.startswith(close)
-
-
 @REWARDS.register("think_format")
 def think_format(completion: Completion, example: Example, *, open: str = "<think>", close: str = "</think>") -> float:
     """1.0 when the response is thinking, the close marker once, then an answer with a non-empty
@@ -49,9 +43,10 @@ def think_format(completion: Completion, example: Example, *, open: str = "<thin
     return 1.0 if start >= 0 and answer[start + 7 :].split("}")[0].strip() else 0.0
 
 
-def hbpo_ceiling(budget: int, max_tokens: int, beta: float) -> float:
-    """HBPO's f2(b) = beta cos(pi b / (2 L_max)): the most a correct answer of budget b can earn."""
-    return beta * math.cos(math.pi * budget / (2 * max_tokens))
+def hbpo_curve(tokens: int, max_tokens: int, beta: float) -> float:
+    """beta cos(pi n / (2 L_max)): HBPO's reward curve; at the budget, n = b, it is f2(b), the most
+    a correct answer of budget b can earn (the ceiling the ``hbpo`` advantage subtracts)."""
+    return beta * math.cos(math.pi * tokens / (2 * max_tokens))
 
 
 @GROUP_REWARDS.register("hbpo_budget")
@@ -84,9 +79,9 @@ def hbpo_budget(
         if score < 1.0 or n > max_tokens:
             out.append(0.0)
         elif n > b:
-            out.append(beta * math.cos(math.pi * n / (2 * max_tokens)) - alpha * abs(n - b))
+            out.append(hbpo_curve(n, max_tokens, beta) - alpha * abs(n - b))
         else:
-            out.append(hbpo_ceiling(b, max_tokens, beta))
+            out.append(hbpo_curve(b, max_tokens, beta))
     return out
 
 
@@ -135,7 +130,7 @@ def adapt_think(
     balanced, since a group needs both modes (``think.no_think_frac``, the paper's 0.5); a group with
     no thinking row at all (possible only without forcing) falls back to its mean correctness. Use
     with ``algo.advantage: identity`` (the paper's "naive" estimator)."""
-    skipped = [no_think(c.response, open, close) for c in completions]
+    skipped = [is_no_think(c.response, open, close) for c in completions]
     thinking = [score for score, skip in zip(correct, skipped, strict=True) if not skip] or list(correct)
     reference = sum(float(s >= 1.0) for s in thinking) / len(thinking)
     return [delta * skip + float(score >= 1.0) - reference for score, skip in zip(correct, skipped, strict=True)]

@@ -85,14 +85,12 @@ def with_instruction(example: Example, think: ThinkConfig) -> Example:
     return replace(example, prompt=prompt)
 
 
-def is_no_think(text: str, think: ThinkConfig) -> bool:
+def is_no_think(text: str, open_marker: str, close: str) -> bool:
     """The response skips thinking: its first text is the close marker (after the open marker, when
     the model writes that itself): AdaptThink's 1[y_1 = </think>]. A thinking that closes after a
-    newline is thinking, however short."""
-    rest = text
-    if rest.startswith(think.open):
-        rest = rest[len(think.open) :]
-    return rest.startswith(think.close)
+    newline is thinking, however short. The one test of it, for metrics and the ``adapt_think`` reward."""
+    rest = text[len(open_marker) :] if text.startswith(open_marker) else text
+    return rest.startswith(close)
 
 
 def think_generate(
@@ -117,9 +115,10 @@ def think_generate(
             base = opened_prompt(tokenizer, example, think)
             rows += [_planned_row(tokenizer, example, base, j, n, think, train, cap) for j in range(n)]
         _sample(engine, [r for r in rows if not r.done], sampling, think, cap, stop_at_close=think.budget is not None)
-    _close_or_force(engine, rows, sampling, think)
+    forced = encode(tokenizer, think.fill(think.forced))
+    _close_or_force(engine, rows, sampling, think, forced)
     phased = think.budget is not None or (train and think.early_exits)
-    total = cap + len(encode(tokenizer, think.fill(think.forced))) + think.answer_tokens if phased else cap
+    total = cap + len(forced) + think.answer_tokens if phased else cap
     groups: list[list[Completion]] = [[] for _ in examples]
     for k, row in enumerate(rows):
         groups[k // n].append(_completion(tokenizer, row, total, sampling.stop))
@@ -176,9 +175,9 @@ def _sample(engine, rows: list[Row], sampling: SamplingParams, think: ThinkConfi
         # else: cut at the budget, the answer is forced in _close_or_force
 
 
-def _close_or_force(engine, rows: list[Row], sampling: SamplingParams, think: ThinkConfig) -> None:
-    """Force the answer of rows cut at the budget; sample the answer of every row not done."""
-    forced = encode(engine.tokenizer, think.fill(think.forced))
+def _close_or_force(engine, rows: list[Row], sampling: SamplingParams, think: ThinkConfig, forced: list[int]):
+    """Force the answer (``forced``: ``think.forced``'s ids) of rows cut at the budget; sample the
+    answer of every row not done."""
     pending = [r for r in rows if not r.done]
     for row in pending:
         if not row.answering:
@@ -263,7 +262,7 @@ def think_metrics(completions: list[Completion], think: ThinkConfig, prefix: str
     """No-think rate, forced-answer rate and the rate of thinking the model closed itself."""
     n = max(len(completions), 1)
     return {
-        f"{prefix}/no_think_rate": sum(is_no_think(c.text, think) for c in completions) / n,
+        f"{prefix}/no_think_rate": sum(is_no_think(c.text, think.open, think.close) for c in completions) / n,
         f"{prefix}/forced_frac": sum(c.forced_answer for c in completions) / n,
         f"{prefix}/closed_frac": sum(think.close in c.text and not c.forced_answer for c in completions) / n,
     }

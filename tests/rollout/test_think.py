@@ -132,10 +132,10 @@ def test_adaptthink_forces_modes_with_the_proposals_log_prob_on_the_first_token(
     (group,) = think_generate(engine, [example()], 4, SAMPLING, think(no_think_frac=0.5))
     skipped, thought = group[:2], group[2:]
     for c in skipped:
-        assert c.text == "</think>7}" and is_no_think(c.text, think())
+        assert c.text == "</think>7}" and is_no_think(c.text, "<think>", "</think>")
         assert c.logprobs[:8] == [math.log(0.5)] + [0.0] * 7 and c.loss_mask[:8] == [1] * 8
     for c in thought:
-        assert c.text == "\nabc" and not is_no_think(c.text, think())
+        assert c.text == "\nabc" and not is_no_think(c.text, "<think>", "</think>")
         assert c.logprobs[0] == pytest.approx(math.log(0.5)) and c.loss_mask[0] == 1
     frac = think_generate(ScriptedEngine(lambda t: "x$"), [example()], 4, SAMPLING, think(no_think_frac=0.25))[0]
     assert [c.logprobs[0] for c in frac] == pytest.approx([math.log(0.25)] + [math.log(0.75)] * 3)
