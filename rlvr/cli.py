@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument(
         "--out", default=None, help="folder for the runs and sweep.md/sweep.json (default runs/sweep-<time>)"
     )
+    sw.add_argument(
+        "--seeds", type=int, nargs="+", default=None, metavar="SEED",
+        help="run each recipe once per seed (train.seed) and report mean ± std over them",
+    )  # fmt: skip
     sw.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sw.set_defaults(handler=cmd_sweep)
 
@@ -433,7 +437,7 @@ def cmd_sweep(args) -> int:
     console = Console(stderr=True)
     for recipe in recipes:  # fail on a typo before hours of training, not after
         load_config(recipe, overrides)
-    sweep(recipes, overrides, out, console)
+    sweep(recipes, overrides, out, console, seeds=args.seeds)
     print((out / "sweep.md").read_text())
     return 0
 

@@ -8,7 +8,7 @@ rewards disagree, sampling more prompts in at most ``rollout.max_sampling_rounds
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -16,17 +16,20 @@ from rlvr.algos.advantages import AGREE_TOL
 from rlvr.config import RunConfig
 from rlvr.rewards import RewardTerm, score
 from rlvr.rollout import SamplingParams, generate
+from rlvr.samplers import PromptResult
 from rlvr.types import Completion, Example
 
 
 @dataclass
 class StepBatch:
-    kept: list[Completion]  # completions trained on, G per prompt, grouped by prompt
+    kept: list[Completion]  # completions trained on, grouped by prompt (groups of `sizes`)
     rewards: torch.Tensor  # [len(kept)] total reward
     sampled: list[Completion]  # every completion sampled this step (metrics)
     sampled_rewards: list[float]  # [len(sampled)] totals
     components: dict[str, list[float]]  # name -> [len(sampled)] unweighted reward components (verifier included)
     metrics: dict[str, float] = field(default_factory=dict)
+    sizes: list[int] = field(default_factory=list)  # [groups in kept] each group's size (ragged with an allocation)
+    results: list[PromptResult] = field(default_factory=list)  # every sampled group's outcome, for the sampler
 
 
 def collect(
@@ -38,53 +41,109 @@ def collect(
     sampling: SamplingParams,
     terms: list[RewardTerm],
     demos=None,
+    *,
+    step: int = 1,
+    scaffold=None,
 ) -> StepBatch:
     """Roll out ``prompts_per_step`` groups and score what the model wrote; with dynamic sampling,
     replace groups whose rewards all agree (they carry no gradient) by fresh prompts. ``demos`` (a
     :class:`rlvr.demos.DemoBank`) guides the groups of prompts that have one when ``sft.group_demos``
-    or ``sft.prefix_rollouts`` ask for it (:mod:`rlvr.demos.guided`)."""
-    group = cfg.rollout.group_size
+    or ``sft.prefix_rollouts`` ask for it (:mod:`rlvr.demos.guided`). ``rollout.allocation`` sizes
+    each group (:mod:`rlvr.samplers.allocation`); ``scaffold`` (a :class:`HintScaffold`) hints the
+    groups the policy cannot solve."""
+    prompts = cfg.rollout.prompts_per_step
     kept: list[Completion] = []
     kept_rewards: list[float] = []
+    sizes: list[int] = []
     sampled: list[Completion] = []
     sampled_rewards: list[float] = []
     components: dict[str, list[float]] = {}
+    results: list[PromptResult] = []
     rounds = dropped = 0
     rollout_time = reward_time = 0.0
-    while len(kept) < cfg.rollout.prompts_per_step * group and rounds < cfg.rollout.max_sampling_rounds:
+    hint_metrics: dict[str, float] = {}
+    while len(sizes) < prompts and rounds < cfg.rollout.max_sampling_rounds:
         rounds += 1
         started = time.perf_counter()
-        wanted = cfg.rollout.prompts_per_step - len(kept) // group
-        examples = [train_set[i] for i in sampler.next(wanted)]
-        if demos is not None and (cfg.sft.group_demos or cfg.sft.prefix_rollouts):
-            from rlvr.demos.guided import guided_groups
-
-            groups = guided_groups(cfg, engine, examples, group, sampling, demos, sample_groups)
-        else:
-            groups = sample_groups(cfg, engine, examples, group, sampling)
-        completions = [c for g in groups for c in g]
+        indices = sampler.next(prompts - len(sizes))
+        examples = [train_set[i] for i in indices]
+        groups = allocated_groups(cfg, engine, examples, sampling, verifier, demos)
+        if scaffold is not None:
+            groups, more = scaffold.scaffold(
+                groups, [judge(g, verifier) for g in groups], step,
+                lambda exs, n: sample_groups(cfg, engine, exs, n, sampling), lambda g: judge(g, verifier),
+            )  # fmt: skip
+            hint_metrics = {k: hint_metrics.get(k, 0.0) + v for k, v in more.items()}
+        completions = [replace(c, policy_version=step - 1) for g in groups for c in g]
+        group_sizes = [len(g) for g in groups]
         rolled = time.perf_counter()
-        totals, parts = score(completions, None, terms, verifier=verifier, group_size=group)
+        totals, parts = score(completions, None, terms, verifier=verifier, group_size=group_sizes)
         reward_time += time.perf_counter() - rolled
         rollout_time += rolled - started
         for name, values in parts.items():
             components.setdefault(name, []).extend(values)
         sampled += completions
         sampled_rewards += totals
-        for start in range(0, len(completions), group):
-            values = totals[start : start + group]
+        start = 0
+        for index, size in zip(indices, group_sizes, strict=True):
+            values, group = totals[start : start + size], completions[start : start + size]
+            right = tuple(v >= 1.0 for v in parts[verifier][start : start + size])
+            start += size
+            results.append(PromptResult(index, step, tuple(values), right))
             if cfg.rollout.dynamic_sampling and max(values) - min(values) <= AGREE_TOL:
                 dropped += 1
                 continue
-            kept += completions[start : start + group]
+            kept += group
             kept_rewards += values
+            sizes.append(size)
         if not cfg.rollout.dynamic_sampling:
             break
-    metrics = {"time/rollout": rollout_time, "time/reward": reward_time}
+    metrics = {"time/rollout": rollout_time, "time/reward": reward_time, "sampling/rollouts": float(len(sampled))}
+    metrics["sampling/rollouts"] += hint_metrics.get("hints/rollouts", 0.0)  # tiers tried, kept or not
     if cfg.rollout.dynamic_sampling:
         metrics |= {"sampling/rounds": float(rounds), "sampling/dropped_groups": float(dropped)}
-        metrics["sampling/kept_groups"] = float(len(kept) // group)
-    return StepBatch(kept, torch.tensor(kept_rewards), sampled, sampled_rewards, components, metrics)
+        metrics["sampling/kept_groups"] = float(len(sizes))
+    if cfg.rollout.allocation.name != "fixed":
+        metrics |= {"sampling/group_size_min": float(min(sizes, default=0)),
+                    "sampling/group_size_max": float(max(sizes, default=0))}  # fmt: skip
+    metrics |= hint_metrics
+    return StepBatch(kept, torch.tensor(kept_rewards), sampled, sampled_rewards, components, metrics, sizes, results)
+
+
+def judge(completions: list[Completion], verifier: str) -> list[bool]:
+    """The verifier's verdict on each completion (scored on its own, without the reward mix)."""
+    _, parts = score(completions, None, [], verifier=verifier)
+    return [v >= 1.0 for v in parts[verifier]]
+
+
+def allocated_groups(cfg: RunConfig, engine, examples: list[Example], sampling: SamplingParams, verifier: str, demos):
+    """Each example's group: ``group_size`` rollouts, or as many as ``rollout.allocation`` gives it
+    in its rounds (each round's outcomes judged by the verifier before the next is allocated)."""
+    group = cfg.rollout.group_size
+    if demos is not None and (cfg.sft.group_demos or cfg.sft.prefix_rollouts):
+        from rlvr.demos.guided import guided_groups
+
+        return guided_groups(cfg, engine, examples, group, sampling, demos, sample_groups)
+    spec = cfg.rollout.allocation
+    if spec.name == "fixed":
+        return sample_groups(cfg, engine, examples, group, sampling)
+    from rlvr.samplers.allocation import ALLOCATIONS
+
+    allocate = ALLOCATIONS.bind(spec.name, spec.params(), key="rollout.allocation")
+    total = budget = group * len(examples)
+    groups: list[list[Completion]] = [[] for _ in examples]
+    outcomes: list[list[float]] = [[] for _ in examples]
+    while budget > 0:
+        extra = allocate(outcomes, budget, total=total)
+        if not any(extra):
+            break
+        rows = [b for b, k in enumerate(extra) for _ in range(k)]
+        new = [g[0] for g in sample_groups(cfg, engine, [examples[b] for b in rows], 1, sampling)]
+        for b, c, right in zip(rows, new, judge(new, verifier), strict=True):
+            groups[b].append(c)
+            outcomes[b].append(float(right))
+        budget -= len(rows)
+    return groups
 
 
 def sample_groups(cfg: RunConfig, engine, examples: list[Example], n: int, sampling: SamplingParams):

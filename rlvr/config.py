@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rlvr.config_base import Component, Section
+from rlvr.config_sampling import HintConfig, ReplayConfig, check_sampling
 from rlvr.config_sft import SFT_COMPONENT_DEFAULTS, DemosConfig, SftConfig, Stage
 from rlvr.config_think import ThinkConfig, check_think
 from rlvr.errors import ConfigError
@@ -62,6 +63,7 @@ class RolloutConfig(Section):
     precision: Literal["train", "fp32", "bf16"] = "train"  # the rollout's compute; train: as train.precision
     dynamic_sampling: bool = False  # DAPO: drop groups whose rewards all agree, sample more prompts
     max_sampling_rounds: int = Field(3, ge=1)  # bound on rounds per step when dynamic_sampling is on
+    allocation: Component = Component(name="fixed")  # rollouts per prompt: fixed (group_size) | xrpo (by uncertainty)
 
 
 class ToolsConfig(Section):
@@ -224,9 +226,12 @@ class RunConfig(Section):
     plugins: list[str] = []  # modules or .py files that register tasks/rewards
     model: ModelConfig = ModelConfig()
     task: TaskConfig = TaskConfig()
+    sampler: Component = Component(name="uniform")  # which prompts each step: uniform | pass_rate | mopps | ...
     rewards: list[RewardSpec] = [RewardSpec(name="math", weight=1.0), RewardSpec(name="boxed_format", weight=0.2)]
     rollout: RolloutConfig = RolloutConfig()
     tools: ToolsConfig = ToolsConfig()
+    replay: ReplayConfig = ReplayConfig()  # ReMix-style off-policy reuse of recent groups (rlvr.samplers.replay)
+    hints: HintConfig = HintConfig()  # Scaf-GRPO's tiered hints for unsolved prompts (rlvr.samplers.hints)
     think: ThinkConfig = ThinkConfig()  # reasoning markers, thinking budgets and modes (rlvr.rollout.think)
     algo: AlgoConfig = AlgoConfig()
     critic: CriticConfig = CriticConfig()
@@ -245,6 +250,7 @@ class RunConfig(Section):
             raise ValueError("rewards: at least one reward is needed")
         check_stages(self)
         check_think(self)
+        check_sampling(self)
         algo = self.algo
         if self.tools.cost != "none" and self.tools.env == "none":
             raise ValueError(f"tools.cost={self.tools.cost} needs a tool: set tools.env (python or search)")

@@ -38,6 +38,7 @@ def check_plugin_params(config: RunConfig) -> None:
         full = registry.resolve(spec.name, spec.params(), f"rewards[{i}]")
         config.rewards[i] = RewardSpec(name=spec.name, weight=spec.weight, **full)
     _check_advantage(config, kind)
+    _check_sampler(config, kind)
     from rlvr.algos.sft import OFF_POLICY_LOSSES, SFT_LOSSES
 
     for field, registry in (("loss", SFT_LOSSES), ("off_policy_loss", OFF_POLICY_LOSSES)):
@@ -54,6 +55,36 @@ def check_plugin_params(config: RunConfig) -> None:
         _named("tools.env", lambda: ENVS.get(config.tools.env))
     if any(s.kind == "sft" for s in config.stages) or config.sft.mixes:  # demonstrations are needed
         _check_demos(config)
+
+
+def _check_sampler(config: RunConfig, kind: str) -> None:
+    """The sampler's and the rollout allocation's names and keys; a ragged allocation needs an estimator
+    that takes ragged groups (registered ``ragged=True``)."""
+    from rlvr.algos.compose import KINDS
+    from rlvr.samplers import SAMPLERS, load_samplers
+    from rlvr.samplers.allocation import ALLOCATIONS
+
+    load_samplers()
+    for key, spec, registry in (("sampler", config.sampler, SAMPLERS),
+                                ("rollout.allocation", config.rollout.allocation, ALLOCATIONS)):  # fmt: skip
+        _named(key, partial(registry.get, spec.name))
+        full = registry.resolve(spec.name, spec.params(), key)
+        if key == "sampler":
+            config.sampler = Component(name=spec.name, **full)
+        else:
+            config.rollout.allocation = Component(name=spec.name, **full)
+    allocation = config.rollout.allocation
+    if allocation.name != "fixed":
+        name = config.algo.advantage.name
+        if kind != "group" or not KINDS[kind].traits(name).get("ragged"):
+            ragged = ", ".join(n for n in KINDS["group"].names() if KINDS["group"].traits(n).get("ragged"))
+            raise ConfigError(
+                f"rollout.allocation={allocation.name} gives prompts different group sizes, which "
+                f"algo.advantage={name} does not take; use one of: {ragged}"
+            )
+        from rlvr.samplers.allocation import check_allocation
+
+        check_allocation(config.rollout.allocation.params(), config.rollout.group_size)
 
 
 def _check_demos(config: RunConfig) -> None:

@@ -27,7 +27,7 @@ from rlvr.precision import Precision, resolve_precision
 from rlvr.rewards import RewardTerm, load_reward_plugins, reward_registry
 from rlvr.rewards.mix import reward_mix
 from rlvr.rollout import make_engine
-from rlvr.samplers import ShuffledSampler
+from rlvr.samplers import Sampler, ShuffledSampler, make_sampler
 from rlvr.tasks import make_task
 from rlvr.tracking import check_installed
 from rlvr.types import Example
@@ -48,7 +48,7 @@ class Run:
     verifier: str  # the reward that decides "correct"
     algorithm: Algorithm  # the loss's registered parts, hyper-parameters bound
     rewards: list[RewardTerm]  # the reward mix (shorthands expanded)
-    sampler: ShuffledSampler
+    sampler: Sampler
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     logger: MetricsLogger | None
@@ -62,6 +62,8 @@ class Run:
     demo_sampler: ShuffledSampler | None = None  # which demonstrations the next SFT batch takes
     relift: mixing.ReliftBuffer | None = None  # ReLIFT's prompts that RL keeps failing (rlvr.mixing)
     reward_controllers: list = field(default_factory=list)  # re-bind reward terms between steps (LASER-D's monitor)
+    replay: object | None = None  # ReMix's buffer of recent groups (rlvr.samplers.replay)
+    scaffold: object | None = None  # Scaf-GRPO's hints for unsolved prompts (rlvr.samplers.hints)
 
     def keep(self, name: str, part: Stateful) -> None:
         """Register a stateful part (``state_dict`` / ``load_state_dict``): checkpoints save it and
@@ -161,7 +163,7 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
         config.rollout.engine, model, tokenizer, config.rollout.batch_size, config.rollout.onednn_weights,
         resolve_precision(config.rollout.precision, device, train=precision), config.train.fp32_logits,
     )  # fmt: skip
-    sampler = ShuffledSampler(len(train_set), config.train.seed)
+    sampler = make_sampler(train_set, config.sampler.name, config.sampler.params(), config.train.seed)
     coefficients = Coefficients(config.algo.kl_coef, config.algo.entropy_coef, config.algo.entropy_coef)
     run = Run(
         config, run_dir, model, ref_model, tokenizer, engine, train_set, eval_set, verifier, algorithm, rewards,
@@ -185,6 +187,18 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
         if config.sft.relift_size:
             run.relift = mixing.ReliftBuffer()
             run.keep("relift", run.relift)
+    if config.replay.groups:
+        from rlvr.samplers.replay import ReplayBuffer
+
+        r = config.replay
+        run.replay = ReplayBuffer(r.groups, r.capacity, r.reuse, r.max_staleness, r.until_step)
+        run.keep("replay", run.replay)
+    if config.hints.enabled:
+        from rlvr.samplers.hints import HintScaffold
+
+        h = config.hints
+        run.scaffold = HintScaffold(h.after, h.start, h.samples, h.prefix)
+        run.keep("hints", run.scaffold)
     for spec in config.rewards:
         if spec.name == "laser_d":  # LASER-D: the targets move with the policy (rlvr.rewards.laser_d)
             from rlvr.rewards.laser_d import LaserDMonitor

@@ -76,7 +76,10 @@ def train_step(run: Run) -> dict[str, float]:
     terms = run.rewards
     for controller in run.reward_controllers:  # LASER-D's targets as of this step
         terms = controller.terms(terms)
-    batch = collect(cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg), terms, run.demos)
+    batch = collect(
+        cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg), terms, run.demos,
+        step=run.step, scaffold=run.scaffold,
+    )  # fmt: skip
     sampled = [i for i, c in enumerate(batch.sampled) if c.origin == "policy"]  # the policy's own rollouts
     metrics = {
         "train/reward": sum(batch.sampled_rewards[i] for i in sampled) / len(sampled),
@@ -87,9 +90,12 @@ def train_step(run: Run) -> dict[str, float]:
         **(think_metrics([batch.sampled[i] for i in sampled], cfg.think) if cfg.think.enabled else {}),
         **mixing.guided_metrics(batch, run.verifier),
         **batch.metrics,
+        **run.sampler.observe(batch.results),  # the sampler learns what the policy solves
         "train/kl_coef": run.coefficients.kl,  # the coefficients this step used (adaptive ones move after it)
         "train/entropy_coef": run.coefficients.entropy,
     }
+    if run.replay is not None:  # ReMix: recent groups trained on again (rlvr.samplers.replay)
+        metrics |= run.replay.mix(batch, run.step)
     if batch.kept:
         scored = time.perf_counter()
         per_token, extra = advantages(run, batch)
@@ -150,7 +156,7 @@ def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, floa
         if not algo.token_level:
             rewards = rewards - kl_coef * sequence_kl
     if not algo.token_level:
-        per_token, adv_metrics = group_advantages(algo.advantage, rewards, cfg.rollout.group_size, width, lengths)
+        per_token, adv_metrics = group_advantages(algo.advantage, rewards, batch.sizes, width, lengths)
         return {"advantages": per_token, **extra}, metrics | adv_metrics
     values = values_for(run.critic, micro, len(kept), width, cfg.train.shared_prompt)
     mask = torch.zeros(len(kept), width)
@@ -161,16 +167,31 @@ def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, floa
     return {"advantages": adv, "returns": returns, "old_values": values, **extra}, metrics | adv_metrics
 
 
-def group_advantages(estimator, rewards: torch.Tensor, group: int, width: int, lengths: list[int]):
-    """A bound group estimator on [B, G] rewards, broadcast over each completion's tokens [N, width]."""
+def group_advantages(estimator, rewards: torch.Tensor, sizes: list[int], width: int, lengths: list[int]):
+    """A bound group estimator on the [B, G] rewards of groups of ``sizes``, broadcast over each
+    completion's tokens [N, width]. Ragged groups go in padded with NaN (rlvr.algos.advantages)."""
     try:
-        advantages, metrics = estimator(rewards.view(-1, group))
+        padded = ragged_rows(rewards, sizes)
+        advantages, metrics = estimator(padded)
     except ValueError as err:  # e.g. a binary-reward estimator given a non-binary reward
         raise TrainingError(f"algo.advantage={estimator.name}: {err}") from None
-    per_token = advantages.flatten().unsqueeze(1).expand(-1, width).clone()
+    flat = advantages.flatten()[~padded.isnan().flatten()]  # [N] the real rows, in order
+    per_token = flat.unsqueeze(1).expand(-1, width).clone()
     for i, length in enumerate(lengths):
         per_token[i, length:] = 0.0
     return per_token, metrics
+
+
+def ragged_rows(values: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """[N] values of consecutive groups of ``sizes`` as [B, max(sizes)], NaN after each group's end."""
+    if len(set(sizes)) == 1:
+        return values.view(len(sizes), sizes[0])
+    padded = values.new_full((len(sizes), max(sizes)), float("nan"))
+    start = 0
+    for row, size in enumerate(sizes):
+        padded[row, :size] = values[start : start + size]
+        start += size
+    return padded
 
 
 def policy_updates(
@@ -252,8 +273,11 @@ def length_metrics(completions: list[Completion]) -> dict[str, float]:
 
 def sample_rows(batch, per_token: dict[str, torch.Tensor], cfg: RunConfig) -> list[dict]:
     rows = []
+    position = {id(c): j for j, c in enumerate(batch.sampled)}
     for i, c in enumerate(batch.kept[: cfg.log.samples_per_dump]):
-        j = batch.sampled.index(c)
+        if id(c) not in position:  # a replayed completion: logged in the step that sampled it
+            continue
+        j = position[id(c)]
         rows.append(
             {
                 "id": c.example.id,

@@ -63,6 +63,8 @@ class Completion:
     origin: str = "policy"  # "policy": sampled | "demo": a demonstration (rlvr.demos) | "prefix": continues one
     forced_answer: bool = False  # think budgets (rlvr.rollout.think): the thinking was cut and the answer forced
     think_budget: int | None = None  # thinking rollouts: the thinking budget (HBPO: the subgroup's; S-GRPO: the exit)
+    policy_version: int = 0  # optimizer steps the generating weights had taken (replay's staleness: now - this)
+    hint_level: int = 0  # Scaf-GRPO: the hint tier in its prompt (0: none; rlvr.samplers.hints)
 
     @property
     def tool_calls(self) -> int:

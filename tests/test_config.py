@@ -38,7 +38,7 @@ def test_resolved_config_round_trips_through_yaml():
     [
         (["train.stepz=3"], r"unknown key 'train.stepz'. Did you mean steps\? Valid keys here: device, fp32_logits, "),
         (["optim.learning_rate=1"], r"unknown key 'optim.learning_rate'.* Valid keys here: betas, lr, "),
-        (["modle.name=x"], r"unknown key 'modle'. Did you mean model\?"),
+        (["modle.name=x"], r"unknown key 'modle'. Did you mean model"),
         (["train.steps=abc"], r"train.steps='abc': Input should be a valid integer"),
         (["optim.lr=-1"], r"optim.lr=-1: Input should be greater than 0"),
         (["algo.policy_loss.clip_low=-0.2"], r"algo.policy_loss.clip_low=-0.2: Input should be greater than 0"),

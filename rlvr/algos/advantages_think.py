@@ -12,7 +12,7 @@ from rlvr.algos.advantages import ADVANTAGES, centred, group_metrics
 from rlvr.rewards.think import hbpo_curve
 
 
-@ADVANTAGES.register("identity")
+@ADVANTAGES.register("identity", ragged=True)
 def identity_advantage(rewards: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """A_i = r_i: the reward is already an advantage, as AdaptThink's is (its "naive" estimator:
     ``adapt_think`` subtracts its own baseline R_ref(x)); no group statistics."""

@@ -171,7 +171,7 @@ def score(
     specs: Sequence,
     *,
     verifier: str | None = None,
-    group_size: int | None = None,
+    group_size: "int | Sequence[int] | None" = None,
 ) -> tuple[list[float], dict[str, list[float]]]:
     """Weighted total per completion and each reward's unweighted values.
 
@@ -179,7 +179,7 @@ def score(
     ``(totals, components)`` with ``totals[i] = sum(weight * components[name][i])``. With
     ``verifier``, ``components`` also holds the verifier's values (weight 0 unless it is a term),
     which group rewards receive as ``correct``; they need ``group_size`` (completions come in
-    consecutive groups). Unknown reward names fail (ConfigError) before any reward runs.
+    consecutive groups; a list gives each group's size, for ragged groups). Unknown reward names fail (ConfigError) before any reward runs.
     """
     examples = examples if examples is not None else [c.example for c in completions]  # type: ignore[union-attr]
     if len(completions) != len(examples):
@@ -256,13 +256,25 @@ def _where(example: Example, completion: Completion) -> str:
     return f"on example {example.id!r}, completion {completion.response[:200]!r}"
 
 
+def group_sizes(count: int, group_size) -> list[int] | None:
+    """Each consecutive group's size: ``group_size`` an int (equal groups) or a list (ragged); None
+    when they do not tile ``count`` completions."""
+    if not group_size:
+        return None
+    sizes = [group_size] * (count // group_size) if isinstance(group_size, int) else list(group_size)
+    return sizes if sum(sizes) == count and all(s > 0 for s in sizes) else None
+
+
 def _group_values(term: RewardTerm, items: list[Completion], components, verifier, group_size) -> list[float]:
-    if verifier is None or not group_size or len(items) % group_size:
+    sizes = group_sizes(len(items), group_size)
+    if verifier is None or sizes is None:
         raise ConfigError(f"reward {term.name!r} scores whole groups: score() needs verifier= and group_size=")
     values: list[float] = []
-    for start in range(0, len(items), group_size):
-        group = items[start : start + group_size]
-        correct = [0.0 if isnan(v) else v for v in components[verifier][start : start + group_size]]
+    start = 0
+    for size in sizes:
+        group = items[start : start + size]
+        correct = [0.0 if isnan(v) else v for v in components[verifier][start : start + size]]
+        start += size
         where = f"on example {group[0].example.id!r}"
         try:
             out = list(term.fn(group, correct))

@@ -172,5 +172,64 @@ def _example(problem: Problem, example_id: str, instruction: str = INSTRUCTION) 
         id=example_id,
         prompt=[{"role": "user", "content": content}],
         answer=str(evaluate(problem[0], problem[1])),
-        meta={"expression": expr, "template": problem[2]},
+        meta={"expression": expr, "template": problem[2], "hints": hints(problem[0], problem[1])},
     )
+
+
+def hints(numbers: tuple[int, ...], ops: tuple[str, ...]) -> list[str]:
+    """Scaf-GRPO's three tiers for one problem (rlvr.samplers.hints), abstract to concrete: the rule
+    (knowledge), the order of the operations (planning), every intermediate result but the last
+    (solution). A one-operation problem is split at its second operand (47 + 38 as 47 + 30 + 8)."""
+    if "*" in ops and len(ops) > 1:
+        knowledge = "Multiplication comes before addition and subtraction; do one operation at a time."
+    elif max(numbers) >= 10:
+        knowledge = "Work in parts: split a number into tens and ones and combine one part at a time."
+    else:
+        knowledge = "Do one operation at a time, from left to right."
+    steps = _steps(numbers, ops)  # [(a, op, b, value)] in the order they are worked out
+    if len(steps) == 1:
+        a, op, b, _ = steps[0]
+        first, second = (b - b % 10, b % 10) if b >= 10 and b % 10 else (b - 1, 1)
+        if b < 2:
+            return [knowledge, f"Compute {a} {op} {b} directly.", f"{a} {op} {b} needs one step."]
+        join = "+" if op in "+*" else "-"
+        if op == "*":
+            plan = f"Write {a} * {b} as {a} * {first} + {a} * {second}."
+            solution = f"{a} * {first} = {a * first} and {a} * {second} = {a * second}; now add them."
+        else:
+            plan = f"Write {a} {op} {b} as {a} {join} {first} {join} {second}."
+            partial = a + first if op == "+" else a - first
+            solution = f"{a} {join} {first} = {partial}; now {partial} {join} {second}."
+        return [knowledge, plan, solution]
+    products = [f"{a} * {b}" for a, op, b, _ in steps if op == "*"]
+    if products:
+        plan = f"Work out {' and '.join(products)} first, then the rest from left to right."
+    else:
+        words = {"+": "add", "-": "subtract"}
+        a, op, b, _ = steps[0]
+        plan = (
+            f"Work left to right: first {a} {op} {b}, then "
+            + ", then ".join(f"{words[op]} {b}" for _, op, b, _ in steps[1:])
+            + "."
+        )
+    done = "; ".join(f"{a} {op} {b} = {v}" for a, op, b, v in steps[:-1])
+    a, op, b, _ = steps[-1]
+    return [knowledge, plan, f"{done}; now {a} {op} {b}."]
+
+
+def _steps(numbers: tuple[int, ...], ops: tuple[str, ...]) -> list[tuple[int, str, int, int]]:
+    """The operations in the order normal precedence works them out, each with its value."""
+    steps, terms, signs = [], [numbers[0]], ["+"]
+    for op, n in zip(ops, numbers[1:], strict=True):
+        if op == "*":
+            steps.append((terms[-1], "*", n, terms[-1] * n))
+            terms[-1] *= n
+        else:
+            terms.append(n)
+            signs.append(op)
+    value = terms[0]
+    for sign, term in zip(signs[1:], terms[1:], strict=True):
+        result = value + term if sign == "+" else value - term
+        steps.append((value, sign, term, result))
+        value = result
+    return steps

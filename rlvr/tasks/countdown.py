@@ -14,6 +14,7 @@ and the target may equal one of the numbers (trivial instance), as in TinyZero's
 """
 
 import random
+import re
 
 from rlvr.errors import ConfigError
 from rlvr.tasks import TASKS, ListTask, Task, check_params, draw_splits
@@ -104,5 +105,20 @@ def _example(inst: Instance, example_id: str) -> Example:
         id=example_id,
         prompt=[{"role": "user", "content": prompt_text(numbers, target)}],
         answer=str(target),
-        meta={"numbers": list(numbers), "target": target, "solution": solution},
+        meta={"numbers": list(numbers), "target": target, "solution": solution, "hints": hints(solution)},
     )
+
+
+def hints(solution: str) -> list[str]:
+    """Scaf-GRPO's three tiers (rlvr.samplers.hints), abstract to concrete: the method, the two numbers
+    one solution combines first, and that first step with its value."""
+    inner = re.search(r"\(([^()]*)\)", solution)
+    first = inner.group(1) if inner else solution
+    a, op, b = first.split()[:3]
+    value = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}.get(op)
+    value = int(a) // int(b) if value is None else value
+    return [
+        "Combine two numbers at a time; aim for a value from which the target is one operation away.",
+        f"One solution starts by combining {a} and {b}.",
+        f"One solution starts with {a} {op} {b} = {value}.",
+    ]
