@@ -16,7 +16,12 @@ from rlvr.errors import ConfigError, RlvrError
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     Parser.argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    takes = "overrides" if hasattr(args, "overrides") else "recipes" if hasattr(args, "recipes") else None
+    if extra and (takes is None or not all("=" in e and not e.startswith("-") for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # key=value overrides after the options (`rlvr sweep a b --seeds 0 1 train.steps=8`)
+        setattr(args, takes, [*(getattr(args, takes) or []), *extra])
     if args.command is None:
         parser.print_help()
         return 0

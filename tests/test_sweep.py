@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+
 from rlvr.cli import main
+from rlvr.sweep import mean_std
 from tests.conftest import TINY_OVERRIDES
 
 
@@ -25,3 +28,22 @@ def test_sweep_refuses_a_typo_before_training(tmp_path, capsys):
     assert main(["sweep", "grpo", "grpp", "--out", str(tmp_path / "s")]) == 2
     assert "unknown recipe 'grpp'" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_sweep_over_seeds_reports_mean_and_spread(tmp_path, capsys):
+    out = tmp_path / "seeds"
+    overrides = [*TINY_OVERRIDES, "train.steps=1", "checkpoint.export_final=false"]
+    assert main(["sweep", "grpo", "--seeds", "0", "1", "--out", str(out), *overrides]) == 0  # overrides after options
+    record = json.loads((out / "sweep.json").read_text())
+    assert [(r["recipe"], r["seed"]) for r in record["results"]] == [("grpo", 0), ("grpo", 1)]
+    assert (out / "grpo" / "seed1" / "metrics.jsonl").is_file()
+    after = [r["eval_after"] for r in record["results"]]
+    mean, std = record["summary"][0]["eval_after"]
+    assert mean == pytest.approx(sum(after) / 2) and std == pytest.approx(abs(after[0] - after[1]) / 2**0.5)
+    table = (out / "sweep.md").read_text()
+    assert "| grpo (seed 0) |" in table and "| grpo (seeds 0, 1) |" in table and " ± " in table
+
+
+def test_mean_std_by_hand():
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    assert mean_std([0.5]) == (0.5, 0.0)

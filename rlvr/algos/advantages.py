@@ -9,9 +9,9 @@ tokens. Ragged groups (a per-prompt rollout allocation, :mod:`rlvr.samplers.allo
 padded to the largest group with NaN; estimators registered with ``ragged=True`` compute every
 group statistic over the real entries only (:func:`group_mean`, :func:`group_std`,
 :func:`group_count`) and return NaN at the padding, which the trainer drops. The others need equal
-groups; the config refuses them with a ragged allocation. Each estimator declares, keyword-only and with its paper's default, only the
-hyper-parameters it uses (``algo.advantage: {name: grpo, eps: 1e-4}``). Estimators for binary
-rewards (pass@k, BNPO) live in :mod:`rlvr.algos.advantages_binary`.
+groups; the config refuses them with a ragged allocation. Each estimator declares, keyword-only
+and with its paper's default, only the hyper-parameters it uses (``algo.advantage: {name: grpo,
+eps: 1e-4}``). Estimators for binary rewards (pass@k, BNPO) live in :mod:`rlvr.algos.advantages_binary`.
 
 Group statistics are computed in float64 and a group whose rewards agree to within
 ``AGREE_TOL`` gets exactly zero advantage: in float32, eight rewards of 1.2 have a mean that

@@ -179,7 +179,8 @@ def score(
     ``(totals, components)`` with ``totals[i] = sum(weight * components[name][i])``. With
     ``verifier``, ``components`` also holds the verifier's values (weight 0 unless it is a term),
     which group rewards receive as ``correct``; they need ``group_size`` (completions come in
-    consecutive groups; a list gives each group's size, for ragged groups). Unknown reward names fail (ConfigError) before any reward runs.
+    consecutive groups; a list gives each group's size, for ragged groups). Unknown reward names
+    fail (ConfigError) before any reward runs.
     """
     examples = examples if examples is not None else [c.example for c in completions]  # type: ignore[union-attr]
     if len(completions) != len(examples):
