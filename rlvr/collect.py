@@ -87,9 +87,10 @@ def collect(
         start = 0
         for index, size in zip(indices, group_sizes, strict=True):
             values, group = totals[start : start + size], completions[start : start + size]
-            right = tuple(v >= 1.0 for v in parts[verifier][start : start + size])
+            right = [v >= 1.0 for v in parts[verifier][start : start + size]]
             start += size
-            results.append(PromptResult(index, step, tuple(values), right))
+            own = [j for j, c in enumerate(group) if c.hint_level == 0]  # samplers judge the unhinted prompt
+            results.append(PromptResult(index, step, tuple(values[j] for j in own), tuple(right[j] for j in own)))
             if cfg.rollout.dynamic_sampling and max(values) - min(values) <= AGREE_TOL:
                 dropped += 1
                 continue

@@ -48,7 +48,10 @@ GROUPS: list[tuple[str, str, Callable[[str], bool]]] = [  # (file stem, title, w
     ("sft", "SFT loss on demonstrations (nats per token)", lambda k: k in ("sft/nll", "relift/nll")),
     ("mix", "Demonstrations in the groups", lambda k: k in ("mix/demo_reward", "mix/prefix_reward")),
     ("think", "Thinking: no-think rate, forced answers", lambda k: k.startswith("think/") or "no_think_rate" in k),
-]
+    ("sampling", "Sampling: rollouts per step, group sizes, replay, hints",
+     lambda k: k.startswith(("sampling/rollouts", "sampling/group_size", "replay/groups", "replay/staleness", "hints/"))),
+    ("sampler", "Sampler state", lambda k: k.startswith("sampler/")),
+]  # fmt: skip
 
 
 def run_color(i: int, runs: int):
@@ -89,7 +92,43 @@ def plot_metrics(runs: list[RunData], out_dir: Path) -> list[Plot]:
     plots = [plot_group(runs, stem, title, keys, out_dir / f"{stem}.png") for stem, title, keys in metric_groups(runs)]
     if any(run.series("eval/accuracy")[0] for run in runs):
         plots.append(plot_accuracy_vs_tokens(runs, out_dir / "accuracy_vs_tokens.png"))
+        plots.append(plot_accuracy_vs_rollouts(runs, out_dir / "accuracy_vs_rollouts.png"))
     return plots
+
+
+def rollouts_by_step(run: RunData) -> dict[int, float]:
+    """Rollouts generated through each step (step 0: none): the logged ``sampling/rollouts``, or, for a
+    run that predates it, prompts_per_step x group_size from its config."""
+    rollout = run.config.get("rollout", {}) if isinstance(run.config, dict) else {}
+    fixed = float(rollout.get("prompts_per_step", 0) * rollout.get("group_size", 0))
+    total, out = 0.0, {0: 0.0}
+    for row in run.metrics:
+        if "train/reward" in row or "sampling/rollouts" in row:
+            total += float(row.get("sampling/rollouts", fixed))
+            out[row["step"]] = total
+    return out
+
+
+def plot_accuracy_vs_rollouts(runs: list[RunData], path: Path) -> Plot:
+    """Held-out accuracy against the rollouts generated up to each eval (hint tiers included): the
+    sample-efficiency picture of the adaptive-sampling papers, up and to the left is better. Series
+    "steps" are the cumulative rollout counts."""
+    figure = matplotlib_figure()
+    ax = figure.subplots()
+    plot = Plot("accuracy_vs_rollouts", "Held-out accuracy against rollouts generated", path)
+    for i, run in enumerate(runs):
+        spent = rollouts_by_step(run)
+        points = [(spent[s], a) for s, a in zip(*run.series("eval/accuracy"), strict=True) if s in spent]
+        if not points:
+            continue
+        xs, ys = [x for x, _ in points], [y for _, y in points]
+        plot.series.append(Series(run.name, "eval/accuracy", [round(x) for x in xs], ys))
+        ax.plot(xs, ys, color=run_color(i, len(runs)), marker="o", markersize=3, label=run.name)
+    _decorate(ax, plot.title)
+    ax.set_xlabel("rollouts generated")
+    ax.set_ylabel("held-out accuracy")
+    figure.savefig(path)
+    return plot
 
 
 def plot_accuracy_vs_tokens(runs: list[RunData], path: Path) -> Plot:

@@ -66,7 +66,8 @@ def test_two_runs_are_overlaid_one_figure_per_metric(make_run, tmp_path):
     runs = load_runs([make_run("a", steps=6), make_run("b", steps=8, tool=True)])
     plots = {p.name: p for p in plot_metrics(runs, tmp_path)}
     assert list(plots) == [
-        "reward", "accuracy", "response_length", "entropy", "clip_frac", "tool", "accuracy_vs_tokens"
+        "reward", "accuracy", "response_length", "entropy", "clip_frac", "tool", "accuracy_vs_tokens",
+        "accuracy_vs_rollouts",
     ]  # no KL logged  # fmt: skip
     for name in ("reward", "accuracy", "entropy"):
         assert {s.run for s in plots[name].series} == {"a", "b"}
@@ -95,6 +96,21 @@ def test_accuracy_against_tokens_overlays_each_runs_evals(make_run, tmp_path):
     assert series["short"].steps == [20, 12] and series["long"].steps == [20, 30]  # x: mean tokens, per eval
     assert series["short"].values == pytest.approx([0.1, 0.4])  # y: the accuracy at those evals
     assert (tmp_path / "accuracy_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_accuracy_against_rollouts_counts_what_each_step_generated(make_run, tmp_path):
+    fixed, adaptive = make_run("fixed", steps=4), make_run("adaptive", steps=4)
+    rows = json_rows(adaptive / "metrics.jsonl")
+    for row in rows:
+        if "train/reward" in row:
+            row["sampling/rollouts"] = 5.0 + row["step"]  # 6, 7, 8, 9: hints or a ragged allocation
+    write_jsonl(adaptive / "metrics.jsonl", rows)
+    plots = {p.name: p for p in plot_metrics(load_runs([fixed, adaptive]), tmp_path)}
+    series = {s.run: s for s in plots["accuracy_vs_rollouts"].series}
+    assert series["fixed"].steps == [0, 16, 32]  # evals at steps 0, 2, 4; 2 prompts x 4 from config.yaml
+    assert series["adaptive"].steps == [0, 13, 30]  # 6 + 7, then + 8 + 9
+    assert series["fixed"].values == pytest.approx([0.1, 0.2, 0.3])
+    assert (tmp_path / "accuracy_vs_rollouts.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_report_escapes_model_text_and_is_self_contained(make_run):

@@ -126,3 +126,19 @@ def test_every_part_together_resumes_exactly(tiny_config, tmp_path):
         for key in row_a:
             if not key.startswith(("time/", "throughput/")):
                 assert row_a[key] == pytest.approx(row_b[key], rel=1e-4, abs=1e-6), key
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [("sampler=pass_rate", "replay.groups=2"), ("sampler=category_bandit", "rollout.allocation=xrpo"),
+     ("sampler=mopps", "rollout.allocation=xrpo", "replay.groups=2", "hints.enabled=true")],
+    ids=["pass_rate+replay", "bandit+xrpo", "mopps+xrpo+replay+hints"],
+)  # fmt: skip
+def test_the_parts_still_learn(tiny_config, tmp_path, parts):
+    """Mean reward rises from below 0.25 to above 0.8 within 40 steps, as plain GRPO's does (tests/test_trainer.py)."""
+    bandit = ["task={name: mixture, parts: [{name: arithmetic, difficulty: a}, {name: arithmetic, digits: 2, difficulty: b}]}"]
+    extra = bandit if "sampler=category_bandit" in parts else []
+    run_dir = train(tiny_config("train.steps=40", "checkpoint.export_final=false", *parts, *extra), tmp_path / "run")
+    rewards = [r["train/reward"] for r in read_metrics(run_dir / "metrics.jsonl") if "train/reward" in r]
+    assert sum(rewards[:3]) / 3 < 0.25
+    assert sum(rewards[-3:]) / 3 > 0.8

@@ -127,3 +127,10 @@ def test_grpo_reference_for_mean_abs_advantage():
 
     a, _ = grpo_advantage(torch.tensor([[1.0, 0.0, 1.0]]))
     assert mean_abs_advantage((1.0, 0.0, 1.0)) == pytest.approx(a.abs().mean().item())
+
+
+def test_bookkeeping_bench_times_every_part():
+    from rlvr.bench.bookkeeping import SAMPLER_SPECS, measure
+
+    out = measure(prompts=60, steps=3)
+    assert len(out) == len(SAMPLER_SPECS) + 2 and all(ms >= 0 for ms in out.values())
