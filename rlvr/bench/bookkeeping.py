@@ -29,7 +29,8 @@ SAMPLER_SPECS = {
 
 
 def train_split(size: int) -> list[Example]:
-    return [Example(f"p{i}", [{"role": "user", "content": "q"}], "1", {"difficulty": "abc"[i % 3]}) for i in range(size)]
+    prompt = [{"role": "user", "content": "q"}]
+    return [Example(f"p{i}", prompt, "1", {"difficulty": "abc"[i % 3]}) for i in range(size)]
 
 
 def per_step_ms(run, steps: int) -> float:
@@ -49,7 +50,7 @@ def measure(prompts: int, steps: int, group: int = 8, per_step: int = 4) -> dict
         def step_of(step, sampler=sampler):
             picked = sampler.next(per_step)
             outcomes = [tuple(rng.random() < 0.4 for _ in range(group)) for _ in picked]
-            sampler.observe([PromptResult(i, step, tuple(map(float, o)), o) for i, o in zip(picked, outcomes)])
+            sampler.observe([PromptResult(i, step, tuple(map(float, o)), o) for i, o in zip(picked, outcomes, strict=True)])
 
         out[f"sampler {label}"] = per_step_ms(step_of, steps)
     xrpo = ALLOCATIONS.bind("xrpo", {})

@@ -49,7 +49,7 @@ GROUPS: list[tuple[str, str, Callable[[str], bool]]] = [  # (file stem, title, w
     ("mix", "Demonstrations in the groups", lambda k: k in ("mix/demo_reward", "mix/prefix_reward")),
     ("think", "Thinking: no-think rate, forced answers", lambda k: k.startswith("think/") or "no_think_rate" in k),
     ("sampling", "Sampling: rollouts per step, group sizes, replay, hints",
-     lambda k: k.startswith(("sampling/rollouts", "sampling/group_size", "replay/groups", "replay/staleness", "hints/"))),
+     lambda k: k.startswith(("sampling/rollouts", "sampling/group_size", "replay/groups", "replay/stale", "hints/"))),
     ("sampler", "Sampler state", lambda k: k.startswith("sampler/")),
 ]  # fmt: skip
 

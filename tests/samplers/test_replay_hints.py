@@ -136,7 +136,8 @@ def test_every_part_together_resumes_exactly(tiny_config, tmp_path):
 )  # fmt: skip
 def test_the_parts_still_learn(tiny_config, tmp_path, parts):
     """Mean reward rises from below 0.25 to above 0.8 within 40 steps, as plain GRPO's does (tests/test_trainer.py)."""
-    bandit = ["task={name: mixture, parts: [{name: arithmetic, difficulty: a}, {name: arithmetic, digits: 2, difficulty: b}]}"]
+    mixture = "[{name: arithmetic, difficulty: a}, {name: arithmetic, digits: 2, difficulty: b}]"
+    bandit = [f"task={{name: mixture, parts: {mixture}}}"]
     extra = bandit if "sampler=category_bandit" in parts else []
     run_dir = train(tiny_config("train.steps=40", "checkpoint.export_final=false", *parts, *extra), tmp_path / "run")
     rewards = [r["train/reward"] for r in read_metrics(run_dir / "metrics.jsonl") if "train/reward" in r]
