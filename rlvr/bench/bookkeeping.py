@@ -50,7 +50,8 @@ def measure(prompts: int, steps: int, group: int = 8, per_step: int = 4) -> dict
         def step_of(step, sampler=sampler):
             picked = sampler.next(per_step)
             outcomes = [tuple(rng.random() < 0.4 for _ in range(group)) for _ in picked]
-            sampler.observe([PromptResult(i, step, tuple(map(float, o)), o) for i, o in zip(picked, outcomes, strict=True)])
+            results = [PromptResult(i, step, tuple(map(float, o)), o) for i, o in zip(picked, outcomes, strict=True)]
+            sampler.observe(results)
 
         out[f"sampler {label}"] = per_step_ms(step_of, steps)
     xrpo = ALLOCATIONS.bind("xrpo", {})
