@@ -89,7 +89,7 @@ def collect(
             values, group = totals[start : start + size], completions[start : start + size]
             right = [v >= 1.0 for v in parts[verifier][start : start + size]]
             start += size
-            own = [j for j, c in enumerate(group) if c.hint_level == 0]  # samplers judge the unhinted prompt
+            own = [j for j, c in enumerate(group) if c.origin == "policy" and not c.hint_level]  # the bare prompt's
             results.append(PromptResult(index, step, tuple(values[j] for j in own), tuple(right[j] for j in own)))
             if cfg.rollout.dynamic_sampling and max(values) - min(values) <= AGREE_TOL:
                 dropped += 1

@@ -192,13 +192,11 @@ class ReliftBuffer:
 
 def relift_after(run, batch) -> dict[str, float]:
     """Add this step's failed prompts that have a demonstration; an SFT update once ``sft.relift_size`` gathered."""
-    group, size = run.config.rollout.group_size, run.config.sft.relift_size
-    verifier = batch.components[run.verifier]
+    size = run.config.sft.relift_size
     failed = 0
-    for start in range(0, len(batch.sampled), group):
-        members = [i for i in range(start, start + group) if batch.sampled[i].origin == "policy"]
-        if members and all(verifier[i] < 1.0 for i in members):
-            row = run.demos.find(batch.sampled[start].example)
+    for result in batch.results:  # each group's own sampled rollouts (not demonstrations, prefixes or hinted)
+        if result.correct and not any(result.correct):
+            row = run.demos.find(run.train_set[result.index])
             if row is not None and row not in run.relift.rows:
                 run.relift.rows.append(row)
                 failed += 1
