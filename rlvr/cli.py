@@ -161,8 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, help="folder for the runs and sweep.md/sweep.json (default runs/sweep-<time>)"
     )
     sw.add_argument(
-        "--seeds", type=int, nargs="+", default=None, metavar="SEED",
-        help="run each recipe once per seed (train.seed) and report mean ± std over them",
+        "--seeds", nargs="+", default=None, metavar="SEED",
+        help="run each recipe once per seed (train.seed) and report mean ± std over them; key=value overrides "
+        "may follow",
     )  # fmt: skip
     sw.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sw.set_defaults(handler=cmd_sweep)
@@ -436,13 +437,25 @@ def cmd_sweep(args) -> int:
     from rlvr.config import load_config
     from rlvr.sweep import sweep
 
+    given = [*args.recipes, *(args.seeds or [])]  # argparse hands overrides after --seeds to it
     recipes = [r for r in args.recipes if "=" not in r]
-    overrides = [r for r in args.recipes if "=" in r]
+    overrides = [r for r in given if "=" in r]
+    seeds = None
+    if args.seeds is not None:
+        try:
+            seeds = [int(s) for s in args.seeds if "=" not in s]
+        except ValueError:
+            raise ConfigError(f"--seeds takes integers, got {' '.join(args.seeds)}") from None
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ConfigError(f"--seeds needs distinct integers, got {' '.join(args.seeds)}")
+    stems = [Path(r).stem for r in recipes]
+    if len(set(stems)) != len(stems):
+        raise ConfigError(f"two recipes would share a run folder: {' '.join(recipes)} (rename one file)")
     out = Path(args.out or f"runs/sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     console = Console(stderr=True)
     for recipe in recipes:  # fail on a typo before hours of training, not after
         load_config(recipe, overrides)
-    sweep(recipes, overrides, out, console, seeds=args.seeds)
+    sweep(recipes, overrides, out, console, seeds=seeds)
     print((out / "sweep.md").read_text())
     return 0
 

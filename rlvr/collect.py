@@ -68,29 +68,53 @@ def collect(
         indices = sampler.next(prompts - len(sizes))
         examples = [train_set[i] for i in indices]
         groups = allocated_groups(cfg, engine, examples, sampling, verifier, demos)
+        originals = [list(g) for g in groups]
         if scaffold is not None:
             groups, more = scaffold.scaffold(
                 groups, [judge(g, verifier) for g in groups], step,
                 lambda exs, n: sample_groups(cfg, engine, exs, n, sampling), lambda g: judge(g, verifier),
             )  # fmt: skip
             hint_metrics = {k: hint_metrics.get(k, 0.0) + v for k, v in more.items()}
-        completions = [replace(c, policy_version=step - 1) for g in groups for c in g]
+        versioned = [[replace(c, policy_version=step - 1) for c in g] for g in groups]
+        completions = [c for g in versioned for c in g]
         group_sizes = [len(g) for g in groups]
         rolled = time.perf_counter()
         totals, parts = score(completions, None, terms, verifier=verifier, group_size=group_sizes)
+        hinted = [b for b, g in enumerate(groups) if g[0].hint_level]
+        bare: dict[int, tuple[list[Completion], list[float], dict[str, list[float]]]] = {}
+        if hinted:  # the groups as sampled from the bare prompt: metrics and the sampler see those
+            plain = [replace(c, policy_version=step - 1) for b in hinted for c in originals[b]]
+            plain_totals, plain_parts = score(plain, None, terms, verifier=verifier,
+                                              group_size=[len(originals[b]) for b in hinted])  # fmt: skip
+            start = 0
+            for b in hinted:
+                end = start + len(originals[b])
+                bare[b] = (plain[start:end], plain_totals[start:end], {k: v[start:end] for k, v in plain_parts.items()})
+                start = end
         reward_time += time.perf_counter() - rolled
         rollout_time += rolled - started
         for name, values in parts.items():
             components.setdefault(name, []).extend(values)
         sampled += completions
         sampled_rewards += totals
+        for b in hinted:  # the failed rollout a hinted one replaced: generated, scored, not trained
+            plain, plain_totals, plain_parts = bare[b]
+            sampled.append(plain[0])
+            sampled_rewards.append(plain_totals[0])
+            for name, values in plain_parts.items():
+                components[name].append(values[0])
         start = 0
-        for index, size in zip(indices, group_sizes, strict=True):
+        for b, (index, size) in enumerate(zip(indices, group_sizes, strict=True)):
             values, group = totals[start : start + size], completions[start : start + size]
-            right = [v >= 1.0 for v in parts[verifier][start : start + size]]
+            if b in bare:
+                own_group, own_values, own_parts = bare[b]
+                right = [v >= 1.0 for v in own_parts[verifier]]
+            else:
+                own_group, own_values = group, values
+                right = [v >= 1.0 for v in parts[verifier][start : start + size]]
             start += size
-            own = [j for j, c in enumerate(group) if c.origin == "policy" and not c.hint_level]  # the bare prompt's
-            results.append(PromptResult(index, step, tuple(values[j] for j in own), tuple(right[j] for j in own)))
+            own = [j for j, c in enumerate(own_group) if c.origin == "policy"]  # the bare prompt's own rollouts
+            results.append(PromptResult(index, step, tuple(own_values[j] for j in own), tuple(right[j] for j in own)))
             if cfg.rollout.dynamic_sampling and max(values) - min(values) <= AGREE_TOL:
                 dropped += 1
                 continue

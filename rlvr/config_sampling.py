@@ -26,24 +26,27 @@ class HintConfig(Section):
     enabled: bool = False
     after: int = Field(1, ge=1)  # consecutive all-wrong groups of a prompt (this step's included) before hints
     start: int = Field(0, ge=0)  # Scaf-GRPO's guidance exemption: no hints up to this step
-    samples: int = Field(2, ge=1)  # hinted rollouts per tier tried; a tier that solves one replaces as many failed
+    samples: int = Field(2, ge=1)  # hinted rollouts per tier tried; a right one replaces one failed rollout
     prefix: str = "\n\nHint: "  # put between the prompt and the hint
 
 
 def check_sampling(config) -> None:
     """What replay, hints and a ragged allocation ask of the rest of the config (ValueError if not met)."""
-    allocation = config.rollout.allocation.name
-    if config.hints.enabled and config.hints.samples >= config.rollout.group_size:
-        raise ValueError(
-            f"hints.samples={config.hints.samples} must leave at least one of the group's "
-            f"rollout.group_size={config.rollout.group_size} rollouts unhinted"
-        )
-    if allocation != "fixed":
+    allocation, hints = config.rollout.allocation, config.hints
+    sft = config.sft
+    if hints.enabled:
         if config.think.enabled:
-            raise ValueError(f"rollout.allocation={allocation} gives prompts different group sizes: it needs "
+            raise ValueError("hints.enabled needs think.enabled=false: thinking rollouts plan their rows by position "
+                             "(budget subgroups, modes, exits), which a hinted row would take")  # fmt: skip
+    if allocation.name != "fixed":
+        if config.think.enabled:
+            raise ValueError(f"rollout.allocation={allocation.name} gives prompts different group sizes: it needs "
                              "think.enabled=false (budget subgroups and mode splits assume equal groups)")  # fmt: skip
-        if config.sft.group_demos or config.sft.prefix_rollouts:
-            raise ValueError(f"rollout.allocation={allocation} cannot be combined with sft.group_demos or "
+        if sft.group_demos or sft.prefix_rollouts:
+            raise ValueError(f"rollout.allocation={allocation.name} cannot be combined with sft.group_demos or "
                              "sft.prefix_rollouts (demonstrations take fixed places in equal groups)")  # fmt: skip
+    if any(r.name == "laser_d" for r in config.rewards) and (allocation.name != "fixed" or hints.enabled):
+        raise ValueError("the laser_d reward's monitor reads equal groups of sampled rollouts: it needs "
+                         "rollout.allocation=fixed and hints.enabled=false")  # fmt: skip
     if config.replay.groups and config.critic.model is not None:
         raise ValueError("replay.groups: replayed groups have no stored values; replay needs critic.model unset")

@@ -123,6 +123,8 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
     verifier = config.eval.verifier or task.verifier
     reward_registry(verifier)
     rewards = reward_mix(config, verifier)
+    # the sampler before the model: a category key missing from the data fails in a second, not minutes
+    sampler = make_sampler(train_set, config.sampler.name, config.sampler.params(), config.train.seed)
 
     model, tokenizer = load_model(config.model.name, config.model.dtype, seed=config.train.seed)
     device = resolve_device(config.train.device)
@@ -163,7 +165,6 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
         config.rollout.engine, model, tokenizer, config.rollout.batch_size, config.rollout.onednn_weights,
         resolve_precision(config.rollout.precision, device, train=precision), config.train.fp32_logits,
     )  # fmt: skip
-    sampler = make_sampler(train_set, config.sampler.name, config.sampler.params(), config.train.seed)
     coefficients = Coefficients(config.algo.kl_coef, config.algo.entropy_coef, config.algo.entropy_coef)
     run = Run(
         config, run_dir, model, ref_model, tokenizer, engine, train_set, eval_set, verifier, algorithm, rewards,

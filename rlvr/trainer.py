@@ -80,7 +80,7 @@ def train_step(run: Run) -> dict[str, float]:
         cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg), terms, run.demos,
         step=run.step, scaffold=run.scaffold,
     )  # fmt: skip
-    sampled = [i for i, c in enumerate(batch.sampled) if c.origin == "policy"]  # the policy's own rollouts
+    sampled = [i for i, c in enumerate(batch.sampled) if c.origin == "policy" and not c.hint_level]  # its own
     metrics = {
         "train/reward": sum(batch.sampled_rewards[i] for i in sampled) / len(sampled),
         "train/accuracy": sum(batch.components[run.verifier][i] >= 1.0 for i in sampled) / len(sampled),

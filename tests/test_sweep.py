@@ -33,7 +33,7 @@ def test_sweep_refuses_a_typo_before_training(tmp_path, capsys):
 def test_sweep_over_seeds_reports_mean_and_spread(tmp_path, capsys):
     out = tmp_path / "seeds"
     overrides = [*TINY_OVERRIDES, "train.steps=1", "checkpoint.export_final=false"]
-    assert main(["sweep", "grpo", "--seeds", "0", "1", "--out", str(out), *overrides]) == 0  # overrides after options
+    assert main(["sweep", "grpo", "--out", str(out), "--seeds", "0", "1", *overrides]) == 0  # overrides after --seeds
     record = json.loads((out / "sweep.json").read_text())
     assert [(r["recipe"], r["seed"]) for r in record["results"]] == [("grpo", 0), ("grpo", 1)]
     assert (out / "grpo" / "seed1" / "metrics.jsonl").is_file()
@@ -42,6 +42,13 @@ def test_sweep_over_seeds_reports_mean_and_spread(tmp_path, capsys):
     assert mean == pytest.approx(sum(after) / 2) and std == pytest.approx(abs(after[0] - after[1]) / 2**0.5)
     table = (out / "sweep.md").read_text()
     assert "| grpo (seed 0) |" in table and "| grpo (seeds 0, 1) |" in table and " ± " in table
+
+
+def test_sweep_seeds_must_be_distinct_integers(tmp_path, capsys):
+    assert main(["sweep", "grpo", "--seeds", "0", "0", "--out", str(tmp_path / "s")]) == 2
+    assert "--seeds needs distinct integers" in capsys.readouterr().err
+    assert main(["sweep", "grpo", "--seeds", "x", "--out", str(tmp_path / "s")]) == 2
+    assert "--seeds takes integers" in capsys.readouterr().err
 
 
 def test_mean_std_by_hand():

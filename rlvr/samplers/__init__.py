@@ -37,7 +37,7 @@ class PromptResult:
 
     @property
     def pass_rate(self) -> float:
-        return sum(self.correct) / len(self.correct)
+        return sum(self.correct) / len(self.correct) if self.correct else float("nan")
 
 
 class Sampler(Protocol):
@@ -53,7 +53,7 @@ class Sampler(Protocol):
 class ShuffledSampler:
     """Epochs over the train split, each a fresh seeded permutation (the seed and epoch fix it)."""
 
-    def __init__(self, size: int, seed: int) -> None:
+    def __init__(self, size: int, seed: int | str) -> None:
         self.size = size
         self.seed = seed
         self.epoch = 0

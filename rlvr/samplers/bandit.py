@@ -42,12 +42,12 @@ class CategoryBandit:
     def __init__(self, categories: list[str], members: dict[str, list[int]], seed: int, policy: str,
                  temperature: float, lr: float, explore: float) -> None:  # fmt: skip
         self.categories, self.members = categories, members
-        self.orders = {c: ShuffledSampler(len(members[c]), hash_seed(seed, c)) for c in categories}
+        self.orders = {c: ShuffledSampler(len(members[c]), f"{seed}-{c}") for c in categories}
         self.category_of = {i: c for c in categories for i in members[c]}
         self.rng = random.Random(f"bandit-{seed}")
         self.policy, self.temperature, self.lr, self.explore = policy, temperature, lr, explore
         self.q = [0.0] * len(categories)  # each arm's estimated learning progress
-        self.plays = [0] * len(categories)  # steps in which each arm was observed
+        self.plays = [0] * len(categories)  # prompts observed from each arm
         self.picked = [0] * len(categories)  # prompts drawn from each arm by the last next()
 
     def next(self, count: int) -> list[int]:
@@ -70,7 +70,7 @@ class CategoryBandit:
             progress.setdefault(arm, []).append(mean_abs_advantage(r.rewards))
         for arm, values in progress.items():  # TD(0): Q <- lr * reward + (1 - lr) * Q
             self.q[arm] = td_update(self.q[arm], sum(values) / len(values), self.lr)
-            self.plays[arm] += 1
+            self.plays[arm] += len(values)
         metrics = {f"sampler/q/{c}": q for c, q in zip(self.categories, self.q, strict=True)}
         picked = max(sum(self.picked), 1)
         metrics |= {f"sampler/picked/{c}": k / picked for c, k in zip(self.categories, self.picked, strict=True)}
@@ -90,10 +90,6 @@ class CategoryBandit:
 def td_update(value: float, reward: float, lr: float) -> float:
     """SEC's TD(0) update of an arm's value: lr * reward + (1 - lr) * value."""
     return lr * reward + (1.0 - lr) * value
-
-
-def hash_seed(seed: int, name: str) -> int:
-    return int.from_bytes(f"{seed}-{name}".encode()[:8].ljust(8, b"\0"), "little") ^ len(name)
 
 
 @SAMPLERS.register("category_bandit")
@@ -117,8 +113,9 @@ def category_bandit(
       that are all right or all wrong score 0).
     - ``policy: ucb`` is DUMP (Wang et al. 2025, "DUMP: Automated Distribution-Level Curriculum
       Learning for RL-based LLM Post-training", arXiv 2504.09710): the arm maximising
-      Q + explore * sqrt(2 ln N / n), N all plays and n the arm's (unplayed arms first), with the same
-      exponentially weighted Q in place of DUMP's sliding window of absolute advantages.
+      Q + explore * sqrt(2 ln N / n), n the prompts drawn from the arm so far (this step's included) and
+      N all of them (unplayed arms first), taken for each prompt, with the same exponentially weighted Q
+      in place of DUMP's sliding window of absolute advantages (and the argmax, where DUMP may sample).
 
     Q starts at 0 for every arm. The default temperature, lr and explore are this implementation's
     choices for rewards in [0, ~1.5] (binary rewards, groups of 8), not the papers'.

@@ -34,7 +34,8 @@ class PassRateCurriculum:
         rate = self.estimate(index)
         if rate is None or self.low < rate < self.high:
             return True
-        return bool(self.retry_after) and self.step - self.last_seen[index] >= self.retry_after
+        upcoming = self.step + 1  # next() is called for the step after the last one observed
+        return bool(self.retry_after) and upcoming - self.last_seen[index] >= self.retry_after
 
     def next(self, count: int) -> list[int]:
         picked: list[int] = []
@@ -50,6 +51,8 @@ class PassRateCurriculum:
 
     def observe(self, results: list[PromptResult]) -> dict[str, float]:
         for r in results:
+            if not r.correct:  # nothing sampled from the bare prompt: no evidence
+                continue
             rates = self.history.setdefault(r.index, [])
             rates.append(r.pass_rate)
             del rates[: -self.window]
@@ -110,17 +113,31 @@ class BetaPosteriors:
         self.target, self.decay, self.prior, self.pool = target, decay, prior, pool
         self.posterior: dict[int, tuple[float, float]] = {}  # prompt -> (alpha, beta); absent: the prior
         self.last_pick: list[float] = []
+        self.issued: set[int] = set()  # prompts given out since the last observe (no repeats within a step)
 
     def next(self, count: int) -> list[int]:
         size = self.order.size
-        candidates = list(range(size)) if not self.pool else self.order.next(min(self.pool * count, size))
+        if self.pool:  # distinct candidates from seeded epochs, none already given out this step
+            candidates: list[int] = []
+            for _ in range(2 * size):
+                if len(candidates) >= min(self.pool * count, size - len(self.issued)):
+                    break
+                index = self.order.next(1)[0]
+                if index not in self.issued and index not in candidates:
+                    candidates.append(index)
+        else:
+            candidates = [i for i in range(size) if i not in self.issued]
         draws = []
         for index in candidates:  # Thompson sampling: one draw per candidate, the nearest to the target win
             a, b = self.posterior.get(index, self.prior)
             draws.append((abs(self.rng.betavariate(a, b) - self.target), index))
         draws.sort()
-        self.last_pick = [self.mean(i) for _, i in draws[:count]]
-        return [i for _, i in draws[:count]]
+        picked = [i for _, i in draws[:count]]
+        while len(picked) < count:  # a train split smaller than a step: repeats, as uniform epochs would give
+            picked.append(picked[len(picked) % max(len(draws), 1)] if draws else self.rng.randrange(size))
+        self.issued.update(picked)
+        self.last_pick = [self.mean(i) for i in picked]
+        return picked
 
     def mean(self, index: int) -> float:
         a, b = self.posterior.get(index, self.prior)
@@ -129,6 +146,7 @@ class BetaPosteriors:
     def observe(self, results: list[PromptResult]) -> dict[str, float]:
         a0, b0 = self.prior
         lam = self.decay
+        self.issued = set()
         for r in results:
             a, b = self.posterior.get(r.index, self.prior)
             s, k = sum(r.correct), len(r.correct)
@@ -142,12 +160,14 @@ class BetaPosteriors:
         }
 
     def state_dict(self) -> dict:
-        return {"order": self.order.state_dict(), "rng": self.rng.getstate(), "posterior": self.posterior}
+        return {"order": self.order.state_dict(), "rng": self.rng.getstate(), "posterior": self.posterior,
+                "issued": sorted(self.issued)}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         self.order.load_state_dict(state["order"])
         self.rng.setstate(state["rng"])
         self.posterior = {int(k): tuple(v) for k, v in state["posterior"].items()}
+        self.issued = set(state.get("issued", []))
 
 
 def beta_update(count: float, observed: float, prior: float, decay: float) -> float:
@@ -178,6 +198,7 @@ def mopps(
     and the ``count`` candidates with gamma_hat nearest ``target`` are taken; unseen prompts draw
     from the prior. ``pool``: candidates per step as a multiple of the prompts wanted, drawn by
     seeded epochs (the paper's pre-sampled candidate batch); 0 makes every train prompt a candidate.
+    A prompt is given out at most once per step (dynamic sampling's later rounds draw from the rest).
     No extra rollouts are spent on prediction: the posteriors come from the training rollouts. The
     defaults (uniform prior, no decay) are this implementation's choice; the paper tunes lambda.
     """

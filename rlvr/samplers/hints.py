@@ -5,15 +5,18 @@ Reasoning", arXiv 2510.19807. A group whose rollouts are all wrong has zero adva
 cliff"). After a guidance-exemption period (``hints.start`` steps) and once a prompt's groups have
 been all wrong ``hints.after`` times in a row, its hints are tried tier by tier, abstract to concrete
 (knowledge, planning, solution): ``hints.samples`` rollouts of the prompt with the tier's hint
-appended; the first tier under which one of them is right stops the search, and those rollouts
-replace as many of the group's failed ones. The group now holds right answers, so its advantages are
-no longer zero, and training stays on-policy: each hinted rollout is trained as a response to the
-hinted prompt it was sampled from (the hint sits in the prompt, so its tokens are never trained).
+appended; the first tier under which one of them is right stops the search, and that right rollout
+replaces one of the group's failed ones (the minimal intervention). The group now holds a right
+answer, so its advantages are no longer zero, and training stays on-policy: the hinted rollout is
+trained as a response to the hinted prompt it was sampled from (the hint sits in the prompt, so its
+tokens are never trained). The replaced rollout still counts in the step's metrics and in what the
+sampler learns about the bare prompt (:mod:`rlvr.collect`).
 
 Tasks supply the tiers as ``example.meta["hints"]`` (a list, abstract first): the arithmetic and
 countdown tasks do; a dataset file can carry a ``hints`` column. Prompts without hints are left alone.
-Limits: the hint is plain text after the last user message; rollouts spent on tiers that fail are
-counted (``hints/rollouts``) but not trained on.
+Limits: the hint is plain text after the last user message; hinted rollouts that are not used
+(wrong ones, and right ones beyond the first) are counted (``hints/rollouts``) but not trained on;
+a group needs two rollouts of its own prompt to be hinted (one stays unhinted).
 """
 
 from dataclasses import replace
@@ -44,7 +47,9 @@ class HintScaffold:
         for b, (group, right) in enumerate(zip(groups, correct, strict=True)):
             key = group[0].example.id
             self.failures[key] = 0 if any(right) else self.failures.get(key, 0) + 1
-            if step > self.start and self.failures[key] >= self.after and group[0].example.meta.get("hints"):
+            own = sum(c.origin == "policy" for c in group)  # one of them must stay unhinted
+            ready = step > self.start and self.failures[key] >= self.after
+            if ready and own > 1 and group[0].example.meta.get("hints"):
                 chosen.append(b)
         return chosen
 
@@ -63,9 +68,9 @@ class HintScaffold:
             metrics["hints/rollouts"] += float(len(todo) * self.samples)
             unsolved = []
             for b, rollouts in zip(todo, tries, strict=True):
-                if any(judge(rollouts)):
-                    rollouts = [replace(c, hint_level=level) for c in rollouts]
-                    groups[b] = rollouts + groups[b][len(rollouts) :]
+                right = [c for c, ok in zip(rollouts, judge(rollouts), strict=True) if ok]
+                if right:  # the first right one takes the place of the group's first (failed) rollout
+                    groups[b] = [replace(right[0], hint_level=level), *groups[b][1:]]
                     levels.append(level)
                 else:
                     unsolved.append(b)

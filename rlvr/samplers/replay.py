@@ -16,7 +16,8 @@ are stored (the others carry no advantage). Group advantages are recomputed from
 
 Limits: ReMix's KL-Convex constraint is not implemented (``algo.kl_coef`` to the reference applies to
 replayed rows as to fresh ones); ``train/logprob_mismatch`` includes the replayed rows (their
-mismatch is their staleness).
+mismatch is their staleness); with ``algo.kl_in_reward`` the sequence KL of a replayed row is that
+of its generating policy (the stored log-probs) against the reference, not the current policy's.
 """
 
 from dataclasses import dataclass

@@ -82,8 +82,8 @@ def test_scaffold_tries_tiers_until_one_solves_and_replaces_failed_rollouts():
 
     groups, metrics = scaffold.scaffold([group], [[False] * 4], 1, sample, lambda g: [c.text == "13" for c in g])
     assert asked == [["rule"], ["plan"], ["steps"]]  # abstract to concrete
-    assert [c.text for c in groups[0]] == ["13", "13", "wrong", "wrong"]
-    assert [c.hint_level for c in groups[0]] == [3, 3, 0, 0]
+    assert [c.text for c in groups[0]] == ["13", "wrong", "wrong", "wrong"]  # one right one replaces one failed
+    assert [c.hint_level for c in groups[0]] == [3, 0, 0, 0]
     assert metrics == {"hints/groups": 1.0, "hints/solved": 1.0, "hints/rollouts": 6.0, "hints/level_mean": 3.0}
 
 
@@ -94,13 +94,18 @@ def test_scaffold_waits_for_the_exemption_and_repeated_failure():
     assert scaffold.stuck(groups, [[False, False]], step=2) == [0]  # second all-wrong group in a row
     assert scaffold.stuck(groups, [[True, False]], step=3) == []
     assert scaffold.failures == {"x": 0}
+    lone = [[rollout("wrong"), Completion(EXAMPLE, "demo", [1], [5], [0.0], [1], "stop", origin="demo")]]
+    assert scaffold.stuck(lone, [[False, False]], step=3) == []  # failure 1 of 2
+    assert scaffold.stuck(lone, [[False, False]], step=4) == []  # one own rollout: nothing left unhinted
 
 
 def test_config_refuses_what_cannot_work():
     with pytest.raises(ConfigError, match="algo.advantage=pass_k does not take; use one of: dr_grpo, grpo"):
         load_config(None, ["rollout.allocation=xrpo", "algo.advantage=pass_k", "rewards=[{name: math}]"])
-    with pytest.raises(ConfigError, match="hints.samples=8 must leave"):
-        load_config(None, ["hints.enabled=true", "hints.samples=8"])
+    with pytest.raises(ConfigError, match="hints.enabled needs think.enabled=false"):
+        load_config("hbpo", ["hints.enabled=true"])
+    with pytest.raises(ConfigError, match="laser_d reward's monitor reads equal groups"):
+        load_config("cot", ["rewards=[{name: math}, {name: laser_d}]", "rollout.allocation=xrpo"])
     with pytest.raises(ConfigError, match="rollout.allocation.initial=9 exceeds rollout.group_size=8"):
         load_config(None, ["rollout.allocation={name: xrpo, initial: 9}"])
     with pytest.raises(ConfigError, match="unknown sampler 'mops'.*Did you mean mopps"):

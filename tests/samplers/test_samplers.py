@@ -63,8 +63,21 @@ def test_mopps_posteriors_and_thompson_choice():
                      PromptResult(2, 1, (1.0, 0.0) * 20, (True, False) * 20)])  # fmt: skip
     assert sampler.posterior[0] == (41.0, 1.0) and sampler.posterior[1] == (1.0, 41.0)
     assert sampler.posterior[2] == (21.0, 21.0)
-    picks = [sampler.next(1)[0] for _ in range(50)]
+    picks = []
+    for _ in range(50):  # one step each: observe() with nothing new ends the step
+        picks += sampler.next(1)
+        sampler.observe([])
     assert picks.count(2) == 50  # Beta(21, 21) draws sit near 0.5, Beta(41, 1) near 1, Beta(1, 41) near 0
+
+
+@pytest.mark.parametrize("pool", [0, 1, 2])
+def test_mopps_never_repeats_a_prompt_within_a_step(pool):
+    sampler = make_sampler(examples(10), "mopps", {"pool": pool}, seed=0)
+    for _ in range(30):
+        first, second = sampler.next(3), sampler.next(3)  # dynamic sampling's second round, same step
+        assert len(set(first + second)) == 6
+        sampler.observe([result(i, 2) for i in first + second])
+    assert len(make_sampler(examples(2), "mopps", {}, seed=0).next(4)) == 4  # a split smaller than a step
 
 
 def test_mopps_resumes_with_the_same_draws():
