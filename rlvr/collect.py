@@ -123,8 +123,8 @@ def collect(
             sizes.append(size)
         if not cfg.rollout.dynamic_sampling:
             break
-    metrics = {"time/rollout": rollout_time, "time/reward": reward_time, "sampling/rollouts": float(len(sampled))}
-    metrics["sampling/rollouts"] += hint_metrics.get("hints/rollouts", 0.0)  # tiers tried, kept or not
+    generated = sum(c.origin != "demo" and not c.hint_level for c in sampled) + hint_metrics.get("hints/rollouts", 0.0)
+    metrics = {"time/rollout": rollout_time, "time/reward": reward_time, "sampling/rollouts": float(generated)}
     if cfg.rollout.dynamic_sampling:
         metrics |= {"sampling/rounds": float(rounds), "sampling/dropped_groups": float(dropped)}
         metrics["sampling/kept_groups"] = float(len(sizes))
