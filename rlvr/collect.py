@@ -67,23 +67,23 @@ def collect(
         started = time.perf_counter()
         indices = sampler.next(prompts - len(sizes))
         examples = [train_set[i] for i in indices]
-        groups = allocated_groups(cfg, engine, examples, sampling, verifier, demos)
+        groups = versioned(allocated_groups(cfg, engine, examples, sampling, verifier, demos), step)
         originals = [list(g) for g in groups]
         if scaffold is not None:
             groups, more = scaffold.scaffold(
-                groups, [judge(g, verifier) for g in groups], step,
-                lambda exs, n: sample_groups(cfg, engine, exs, n, sampling), lambda g: judge(g, verifier),
+                groups, judged(groups, verifier), step,
+                lambda exs, n: versioned(sample_groups(cfg, engine, exs, n, sampling), step),
+                lambda g: judge(g, verifier),
             )  # fmt: skip
             hint_metrics = {k: hint_metrics.get(k, 0.0) + v for k, v in more.items()}
-        versioned = [[replace(c, policy_version=step - 1) for c in g] for g in groups]
-        completions = [c for g in versioned for c in g]
+        completions = [c for g in groups for c in g]
         group_sizes = [len(g) for g in groups]
         rolled = time.perf_counter()
         totals, parts = score(completions, None, terms, verifier=verifier, group_size=group_sizes)
         hinted = [b for b, g in enumerate(groups) if g[0].hint_level]
         bare: dict[int, tuple[list[Completion], list[float], dict[str, list[float]]]] = {}
         if hinted:  # the groups as sampled from the bare prompt: metrics and the sampler see those
-            plain = [replace(c, policy_version=step - 1) for b in hinted for c in originals[b]]
+            plain = [c for b in hinted for c in originals[b]]
             plain_totals, plain_parts = score(plain, None, terms, verifier=verifier,
                                               group_size=[len(originals[b]) for b in hinted])  # fmt: skip
             start = 0
@@ -139,6 +139,21 @@ def judge(completions: list[Completion], verifier: str) -> list[bool]:
     """The verifier's verdict on each completion (scored on its own, without the reward mix)."""
     _, parts = score(completions, None, [], verifier=verifier)
     return [v >= 1.0 for v in parts[verifier]]
+
+
+def judged(groups: list[list[Completion]], verifier: str) -> list[list[bool]]:
+    """:func:`judge` over every group in one call, split back by group."""
+    flat = judge([c for g in groups for c in g], verifier)
+    out, start = [], 0
+    for g in groups:
+        out.append(flat[start : start + len(g)])
+        start += len(g)
+    return out
+
+
+def versioned(groups: list[list[Completion]], step: int) -> list[list[Completion]]:
+    """The groups with each completion's ``policy_version``: the optimizer steps its weights had taken."""
+    return [[replace(c, policy_version=step - 1) for c in g] for g in groups]
 
 
 def allocated_groups(cfg: RunConfig, engine, examples: list[Example], sampling: SamplingParams, verifier: str, demos):

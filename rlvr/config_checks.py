@@ -65,14 +65,11 @@ def _check_sampler(config: RunConfig, kind: str) -> None:
     from rlvr.samplers.allocation import ALLOCATIONS
 
     load_samplers()
-    for key, spec, registry in (("sampler", config.sampler, SAMPLERS),
-                                ("rollout.allocation", config.rollout.allocation, ALLOCATIONS)):  # fmt: skip
+    for owner, field, key, registry in ((config, "sampler", "sampler", SAMPLERS),
+                                        (config.rollout, "allocation", "rollout.allocation", ALLOCATIONS)):  # fmt: skip
+        spec = getattr(owner, field)
         _named(key, partial(registry.get, spec.name))
-        full = registry.resolve(spec.name, spec.params(), key)
-        if key == "sampler":
-            config.sampler = Component(name=spec.name, **full)
-        else:
-            config.rollout.allocation = Component(name=spec.name, **full)
+        setattr(owner, field, Component(name=spec.name, **registry.resolve(spec.name, spec.params(), key)))
     allocation = config.rollout.allocation
     if allocation.name != "fixed":
         name = config.algo.advantage.name

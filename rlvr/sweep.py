@@ -13,6 +13,7 @@ a seed that failed is left out of that row and named in it.
 """
 
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def sweep(recipes: list[str], overrides: list[str], out: Path, console, seeds: l
     return results
 
 
-def seed_summary(results: list[dict], seeds: list[int]) -> list[dict]:
+def seed_summary(results: list[dict]) -> list[dict]:
     """One row per recipe: each numeric column's mean and sample std over the seeds that finished."""
     rows = []
     for recipe in dict.fromkeys(r["recipe"] for r in results):
@@ -103,13 +104,11 @@ def seed_summary(results: list[dict], seeds: list[int]) -> list[dict]:
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample (n - 1) std; std 0 for one value."""
-    mean = sum(values) / len(values)
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-    return mean, std
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def write_outputs(results: list[dict], overrides: list[str], out: Path, seeds: list[int] | None = None) -> None:
-    summary = seed_summary(results, seeds) if seeds else []
+    summary = seed_summary(results) if seeds else []
     record = {"overrides": overrides, "results": results} | ({"seeds": seeds, "summary": summary} if seeds else {})
     (out / "sweep.json").write_text(json.dumps(record, indent=2) + "\n")
     table = markdown_table(results, overrides)

@@ -9,6 +9,7 @@ sizes: advantages (NaN-padded, :mod:`rlvr.algos.advantages`), group rewards and 
 """
 
 import math
+import statistics
 from typing import Annotated
 
 from pydantic import Field
@@ -34,12 +35,6 @@ def t_quantile(df: int) -> float:
 def half_width(std: float, n: int) -> float:
     """Half-width of the 95% t confidence interval of a mean of ``n`` values with sample std ``std``."""
     return t_quantile(n - 1) * std / math.sqrt(n)
-
-
-def sample_std(values: list[float]) -> float:
-    n = len(values)
-    mean = sum(values) / n
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
 
 
 def xrpo_priority(std: float, n: int, total: int, explore: float) -> float:
@@ -87,7 +82,7 @@ def xrpo(
     pool = total - initial * len(rewards)
     share = min(budget, math.ceil(pool / rounds))
     counts = [len(r) for r in rewards]
-    stds = [sample_std(r) for r in rewards]
+    stds = [statistics.stdev(r) if len(r) > 1 else 0.0 for r in rewards]  # sample std
     extra = [0] * len(rewards)
     spent = sum(counts)
     for _ in range(share):
