@@ -369,6 +369,7 @@ def eval_one(engine, model_name: str, config, samples) -> dict:
     from rlvr.rewards import load_reward_plugins
     from rlvr.rewards.mix import verifier_reward
     from rlvr.rollout import SamplingParams
+    from rlvr.rollout.seeds import derive_seed
     from rlvr.tasks import make_task
 
     load_reward_plugins(config.plugins)
@@ -380,6 +381,7 @@ def eval_one(engine, model_name: str, config, samples) -> dict:
         top_p=config.rollout.top_p,
         stop=config.rollout.stop,
         return_logprobs=False,
+        seed=derive_seed(config.train.seed, "eval", 0),
     )
     check = verifier_reward(config, config.eval.verifier or task.verifier)
     result = evaluate(engine, examples, check, sampling, config.eval.samples, config.tools, config.think)

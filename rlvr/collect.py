@@ -16,6 +16,7 @@ from rlvr.algos.advantages import AGREE_TOL
 from rlvr.config import RunConfig
 from rlvr.rewards import RewardTerm, score
 from rlvr.rollout import SamplingParams, generate
+from rlvr.rollout.seeds import derive_seed
 from rlvr.samplers import PromptResult
 from rlvr.types import Completion, Example
 
@@ -62,9 +63,11 @@ def collect(
     rounds = dropped = 0
     rollout_time = reward_time = 0.0
     hint_metrics: dict[str, float] = {}
+    base_sampling = sampling
     while len(sizes) < prompts and rounds < cfg.rollout.max_sampling_rounds:
         rounds += 1
         started = time.perf_counter()
+        sampling = salted(base_sampling, "round", rounds)
         indices = sampler.next(prompts - len(sizes))
         examples = [train_set[i] for i in indices]
         groups = versioned(allocated_groups(cfg, engine, examples, sampling, verifier, demos), step)
@@ -72,7 +75,7 @@ def collect(
         if scaffold is not None:
             groups, more = scaffold.scaffold(
                 groups, judged(groups, verifier), step,
-                lambda exs, n: versioned(sample_groups(cfg, engine, exs, n, sampling), step),
+                lambda exs, n, sampling=sampling: versioned(sample_groups(cfg, engine, exs, n, sampling), step),
                 lambda g: judge(g, verifier),
             )  # fmt: skip
             hint_metrics = {k: hint_metrics.get(k, 0.0) + v for k, v in more.items()}
@@ -178,12 +181,19 @@ def allocated_groups(cfg: RunConfig, engine, examples: list[Example], sampling: 
         if not any(extra):
             break
         rows = [b for b, k in enumerate(extra) for _ in range(k)]
-        new = [g[0] for g in sample_groups(cfg, engine, [examples[b] for b in rows], 1, sampling)]
+        round_sampling = salted(sampling, "allocation", total - budget)  # a prompt's later rows: fresh streams
+        new = [g[0] for g in sample_groups(cfg, engine, [examples[b] for b in rows], 1, round_sampling)]
         for b, c, right in zip(rows, new, judge(new, verifier), strict=True):
             groups[b].append(c)
             outcomes[b].append(float(right))
         budget -= len(rows)
     return groups
+
+
+def salted(sampling: SamplingParams, *parts) -> SamplingParams:
+    """``sampling`` with a seed of its own for one more call (rlvr.rollout.seeds): a prompt sampled
+    again in a later round must not repeat its earlier rows' streams."""
+    return sampling if sampling.seed is None else replace(sampling, seed=derive_seed(sampling.seed, *parts))
 
 
 def sample_groups(cfg: RunConfig, engine, examples: list[Example], n: int, sampling: SamplingParams):

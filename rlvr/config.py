@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rlvr.config_base import Component, Section
+from rlvr.config_distributed import DistributedConfig, check_distributed
 from rlvr.config_sampling import HintConfig, ReplayConfig, check_sampling
 from rlvr.config_sft import SFT_COMPONENT_DEFAULTS, DemosConfig, SftConfig, Stage
 from rlvr.config_think import ThinkConfig, check_think
@@ -243,6 +244,7 @@ class RunConfig(Section):
     demos: DemosConfig = DemosConfig()
     sft: SftConfig = SftConfig()
     stages: list[Stage] = []  # [{kind: sft, steps: 30}, {kind: rl, steps: 20}]; none: one RL stage of train.steps
+    distributed: DistributedConfig = DistributedConfig()  # Ray placement of learner ranks and rollout workers
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "RunConfig":
@@ -251,6 +253,7 @@ class RunConfig(Section):
         check_stages(self)
         check_think(self)
         check_sampling(self)
+        check_distributed(self)
         algo = self.algo
         if self.tools.cost != "none" and self.tools.env == "none":
             raise ValueError(f"tools.cost={self.tools.cost} needs a tool: set tools.env (python or search)")

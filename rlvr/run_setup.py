@@ -64,6 +64,7 @@ class Run:
     reward_controllers: list = field(default_factory=list)  # re-bind reward terms between steps (LASER-D's monitor)
     replay: object | None = None  # ReMix's buffer of recent groups (rlvr.samplers.replay)
     scaffold: object | None = None  # Scaf-GRPO's hints for unsolved prompts (rlvr.samplers.hints)
+    placement: object | None = None  # distributed.backend=ray: the learner ranks and rollout workers (rlvr.distributed)
 
     def keep(self, name: str, part: Stateful) -> None:
         """Register a stateful part (``state_dict`` / ``load_state_dict``): checkpoints save it and
@@ -126,30 +127,8 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
     # the sampler before the model: a category key missing from the data fails in a second, not minutes
     sampler = make_sampler(train_set, config.sampler.name, config.sampler.params(), config.train.seed)
 
-    model, tokenizer = load_model(config.model.name, config.model.dtype, seed=config.train.seed)
-    device = resolve_device(config.train.device)
-    if device.type == "cpu" and config.train.reuse_freed_memory:
-        from rlvr.cpu.allocator import reuse_freed_memory  # CPU-only code, imported only on CPU
-
-        reuse_freed_memory()
-    model.to(device)
-    ref_model = None
-    if config.algo.kl_coef > 0:
-        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    if config.model.lora_rank:
-        m = config.model
-        model = add_lora(model, m.lora_rank, m.lora_alpha, m.lora_dropout, m.lora_target_modules)
-    if config.model.gradient_checkpointing:
-        enable_checkpointing(model)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = config.optim
-    optimizer = torch.optim.AdamW(  # fused: one kernel over all parameters (CPU and CUDA) instead of ~10 passes
-        params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay, fused=device.type in ("cpu", "cuda")
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(optim.schedule, optim.warmup_steps, mixing.total_updates(config))
-    )
+    model, ref_model, tokenizer, optimizer, scheduler = learner_parts(config)
+    device, optim = next(model.parameters()).device, config.optim
     critic = None
     if config.critic.model is not None:
         critic = build_critic(
@@ -210,7 +189,42 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         restore(run, checkpoints[-1])  # truncates the JSONL files: open them only afterwards
+    if config.distributed.backend == "ray":  # after the restore: the other ranks copy rank 0's state
+        from rlvr.distributed import place
+
+        run.placement = place(run)
     return run
+
+
+def learner_parts(config: RunConfig):
+    """The policy (LoRA and checkpointing applied, on its device, in train mode), the frozen reference
+    (None without KL), the tokenizer, AdamW and the learning-rate schedule: what every learner rank
+    builds (rlvr.distributed.learner), the driver as rank 0."""
+    model, tokenizer = load_model(config.model.name, config.model.dtype, seed=config.train.seed)
+    device = resolve_device(config.train.device)
+    if device.type == "cpu" and config.train.reuse_freed_memory:
+        from rlvr.cpu.allocator import reuse_freed_memory  # CPU-only code, imported only on CPU
+
+        reuse_freed_memory()
+    model.to(device)
+    ref_model = None
+    if config.algo.kl_coef > 0:
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+    if config.model.lora_rank:
+        m = config.model
+        model = add_lora(model, m.lora_rank, m.lora_alpha, m.lora_dropout, m.lora_target_modules)
+    if config.model.gradient_checkpointing:
+        enable_checkpointing(model)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = config.optim
+    optimizer = torch.optim.AdamW(  # fused: one kernel over all parameters (CPU and CUDA) instead of ~10 passes
+        params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay, fused=device.type in ("cpu", "cuda")
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(optim.schedule, optim.warmup_steps, mixing.total_updates(config))
+    )
+    return model, ref_model, tokenizer, optimizer, scheduler
 
 
 def restore(run: Run, checkpoint: Path) -> None:

@@ -28,6 +28,7 @@ from rlvr.learner.settings import loss_settings, micro_batches
 from rlvr.learner.update import update_step
 from rlvr.rewards.mix import verifier_reward
 from rlvr.rollout import SamplingParams
+from rlvr.rollout.seeds import derive_seed
 from rlvr.rollout.think import think_metrics
 from rlvr.run_setup import Run, precision_line, setup  # noqa: F401  (setup and precision_line: public here too)
 from rlvr.types import Completion
@@ -67,6 +68,10 @@ def train(config: RunConfig, run_dir: Path | None = None, resume: bool = False, 
         run.logger.close()
         if run.demos is not None:
             run.demos.close()
+        if run.placement is not None:  # distributed.backend=ray: the actors (and Ray, if this run started it)
+            from rlvr.distributed import release
+
+            release(run.placement)
     return run.run_dir
 
 
@@ -76,8 +81,9 @@ def train_step(run: Run) -> dict[str, float]:
     terms = run.rewards
     for controller in run.reward_controllers:  # LASER-D's targets as of this step
         terms = controller.terms(terms)
+    run.engine.update_weights(run.model, version=run.step - 1)  # the weights after the last step sample this one
     batch = collect(
-        cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg), terms, run.demos,
+        cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg, run.step), terms, run.demos,
         step=run.step, scaffold=run.scaffold,
     )  # fmt: skip
     sampled = [i for i, c in enumerate(batch.sampled) if c.origin == "policy" and not c.hint_level]  # its own
@@ -91,6 +97,7 @@ def train_step(run: Run) -> dict[str, float]:
         **mixing.guided_metrics(batch, run.verifier),
         **batch.metrics,
         **run.sampler.observe(batch.results),  # the sampler learns what the policy solves
+        **getattr(run.engine, "last_sync", {}),  # a rollout pool's weight sync: seconds and MB
         "train/kl_coef": run.coefficients.kl,  # the coefficients this step used (adaptive ones move after it)
         "train/entropy_coef": run.coefficients.entropy,
     }
@@ -103,6 +110,7 @@ def train_step(run: Run) -> dict[str, float]:
         per_token["off_policy"] = mixing.off_policy_rows(batch.kept, width)  # LUFFY's demonstrations in the groups
         completions, per_token, sft_coef = mixing.with_auxiliary_demos(run, batch.kept, per_token)
         metrics |= extra | policy_updates(run, completions, per_token, sft_coef)
+        check_mismatch(cfg, metrics, run.step)
         metrics["time/update"] = time.perf_counter() - scored
         metrics["tokens/trained"] = cfg.train.inner_epochs * float(sum(sum(c.loss_mask) for c in completions))
         metrics["tokens/forwarded"] = cfg.train.inner_epochs * forwarded_tokens(completions, cfg.train.shared_prompt)
@@ -217,17 +225,15 @@ def policy_updates(
             if not rows:
                 continue
             subset = {name: values[rows] for name, values in per_token.items()}
-            micro = micro_batches(run, [completions[i] for i in rows], subset)
-            metrics = update_step(
-                run.model,
-                run.ref_model,
-                run.optimizer,
-                run.scheduler,
-                micro,
-                settings,
-                cfg.optim.max_grad_norm,
-                run.step,
-            )
+            chosen = [completions[i] for i in rows]
+            if run.placement is not None and run.placement.learners is not None:  # distributed.learners > 1
+                metrics = run.placement.learners.update(run, chosen, subset, settings, run.step)
+            else:
+                micro = micro_batches(run, chosen, subset)
+                metrics = update_step(
+                    run.model, run.ref_model, run.optimizer, run.scheduler, micro, settings,
+                    cfg.optim.max_grad_norm, run.step,
+                )  # fmt: skip
             if run.critic is not None:
                 metrics |= critic_update(
                     run.critic,
@@ -242,6 +248,18 @@ def policy_updates(
     metrics = {k: sum(m[k] for m in per_update if k in m) / sum(k in m for m in per_update) for k in keys}
     metrics["logprob_mismatch"] = per_update[0]["logprob_mismatch"]  # before any update of this step
     return {f"train/{k}" if "/" not in k else k: v for k, v in metrics.items()}
+
+
+def check_mismatch(cfg: RunConfig, metrics: dict[str, float], step: int) -> None:
+    """Stop when the rollout's log-probs and the learner's differ more than ``distributed.max_logprob_mismatch``:
+    a weight sync that "succeeded" with wrong weights is the field's commonest silent failure."""
+    bound = cfg.distributed.max_logprob_mismatch
+    mismatch = metrics.get("train/logprob_mismatch", 0.0)
+    if bound is not None and mismatch > bound:
+        raise TrainingError(
+            f"step {step}: the rollout's log-probs differ from the learner's by {mismatch:.4g} per token, above "
+            f"distributed.max_logprob_mismatch={bound:g}: the rollout engine is not sampling the learner's weights"
+        )
 
 
 def share(rows: list[int], part: int, parts: int) -> list[int]:
@@ -308,7 +326,9 @@ def run_eval(run: Run) -> dict[str, float]:
         top_p=cfg.rollout.top_p if cfg.eval.temperature > 0 else 1.0,
         stop=cfg.rollout.stop,
         return_logprobs=False,
+        seed=derive_seed(cfg.train.seed, "eval", run.step),
     )
+    run.engine.update_weights(run.model, version=run.step)
     started = time.perf_counter()
     result = evaluate(
         run.engine, run.eval_set, verifier_reward(cfg, run.verifier), sampling, cfg.eval.samples, cfg.tools, cfg.think
@@ -325,12 +345,15 @@ def run_eval(run: Run) -> dict[str, float]:
     return result.metrics
 
 
-def rollout_sampling(cfg: RunConfig) -> SamplingParams:
+def rollout_sampling(cfg: RunConfig, step: int) -> SamplingParams:
+    """The step's sampling; its seed makes every row's stream a function of (seed, step, prompt, sample),
+    independent of batching and of how many rollout workers share the step (rlvr.rollout.seeds)."""
     return SamplingParams(
         max_new_tokens=cfg.rollout.max_new_tokens,
         temperature=cfg.rollout.temperature,
         top_p=cfg.rollout.top_p,
         stop=cfg.rollout.stop,
+        seed=derive_seed(cfg.train.seed, "rollout", step),
     )
 
 

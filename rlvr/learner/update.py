@@ -84,9 +84,13 @@ def update_step(
     max_grad_norm: float,
     step: int,
     step_scheduler: bool = True,
+    sync=None,
 ) -> dict[str, float]:
     """One optimizer step over ``micro_batches`` (gradient accumulation); returns metrics.
-    ``step_scheduler=False``: an extra update the learning-rate schedule does not count (ReLIFT's)."""
+    ``step_scheduler=False``: an extra update the learning-rate schedule does not count (ReLIFT's).
+    ``sync`` (a :class:`rlvr.distributed.groups.GradientSync`): this rank's share of the step's rows; the
+    normalizers, gradients and metrics are summed over the ranks, so every rank takes the optimizer step
+    one process would take over all the rows (a rank may hold no rows)."""
     from rlvr.algos.losses import truncated_is_weights
 
     policy_loss = bound(POLICY_LOSSES, settings.policy_loss)
@@ -98,6 +102,8 @@ def update_step(
     batch_tokens = float(sum((mb.mask * (1 - mb.sft)).sum().item() for mb in micro_batches))
     batch_sequences = sum(int((mb.sft.sum(dim=1) == 0).sum().item()) for mb in micro_batches)
     sft_tokens = float(sum((mb.mask * mb.sft).sum().item() for mb in micro_batches))
+    if sync is not None:
+        batch_tokens, batch_sequences, sft_tokens = sync.totals(batch_tokens, batch_sequences, sft_tokens)
     sums: dict[str, float] = defaultdict(float)
     weights: dict[str, float] = defaultdict(float)
 
@@ -113,7 +119,10 @@ def update_step(
     # the backward passes run outside it (no_autocast), in the dtypes the forward chose
     with autocast(device, settings.precision), through_recompute(body):
         # the prompts' forward once; their backward once, after every micro-batch's
-        prompts, leaves, rows_prompt = trained_prompts_of_step(body, micro_batches, device, settings.shared_prompt)
+        if micro_batches:
+            prompts, leaves, rows_prompt = trained_prompts_of_step(body, micro_batches, device, settings.shared_prompt)
+        else:  # a learner rank with no rows this step: it still joins the step's collectives
+            prompts, leaves, rows_prompt = None, None, []
         ref_prompts = None
         if settings.shared_prompt and kl_estimator is not None:
             with torch.no_grad():
@@ -183,7 +192,7 @@ def update_step(
                     record("sft/nll", -(logprobs.detach() * sft_mask).sum().item() / max(demo_tokens, 1), demo_tokens)
                     for name, value in sft_metrics.items():
                         record(name, value, demo_tokens)
-                if not torch.isfinite(loss):
+                if not torch.isfinite(loss) and sync is None:  # ranks: the summed gradient norm stops all of them
                     raise TrainingError(f"step {step}: the loss is {loss.item()} (non-finite); no update was applied")
                 with no_autocast(device):
                     loss.backward()
@@ -197,6 +206,10 @@ def update_step(
                 with no_autocast(device):
                     prompts.backward_from(leaves)
     params = [p for p in model.parameters() if p.requires_grad]
+    if sync is not None:
+        sync.gradients(params)
+        (total_loss,) = sync.totals(total_loss)
+        sync.metrics(sums, weights)
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm).item()
     if not torch.isfinite(torch.tensor(grad_norm)):
         optimizer.zero_grad(set_to_none=True)

@@ -2,10 +2,13 @@
 
 A rollout engine is any object with these methods (a Protocol, no base class):
 
-- ``continue_ids(prefixes, sampling) -> list[Sample]``: one sampled continuation of each token
-  prefix, with the sampling policy's log-probs and a finish reason. The primitive: single-turn
+- ``continue_ids(prefixes, sampling, seeds=None) -> list[Sample]``: one sampled continuation of each
+  token prefix, with the sampling policy's log-probs and a finish reason. Each row samples from its
+  own stream (``seeds``, else derived from ``sampling.seed``: :mod:`rlvr.rollout.seeds`), so the
+  tokens do not depend on batching or placement. The primitive: single-turn
   rollouts call it on chat prompts, multi-turn rollouts (rlvr.envs) on whole conversations so far.
-- ``update_weights(model) -> None``: make the engine sample from the trainer's new weights.
+- ``update_weights(model, version=None) -> None``: make the engine sample from the trainer's new weights
+  (``version``: the optimizer steps in them; an engine that holds that version already may skip the copy).
 
 ``generate(engine, examples, n, sampling)`` turns examples into G completions each.
 
@@ -29,6 +32,7 @@ class SamplingParams:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     return_logprobs: bool = True
+    seed: int | None = None  # each row's random stream from (seed, its prefix, occurrence): rlvr.rollout.seeds
 
 
 @dataclass
@@ -44,9 +48,11 @@ class Sample:
 class RolloutEngine(Protocol):
     tokenizer: object
 
-    def continue_ids(self, prefixes: list[list[int]], sampling: SamplingParams) -> list[Sample]: ...
+    def continue_ids(
+        self, prefixes: list[list[int]], sampling: SamplingParams, seeds: list[int] | None = None
+    ) -> list[Sample]: ...
 
-    def update_weights(self, model) -> None: ...
+    def update_weights(self, model, version: int | None = None) -> None: ...
 
 
 def chat_prompt_ids(tokenizer, example: Example) -> list[int]:

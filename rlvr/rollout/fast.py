@@ -22,11 +22,12 @@ to it); faster because:
 
 Sampling follows ``generate``'s order: logits / T, then top-p as ``TopPLogitsWarper`` does it
 (drop the tokens whose ascending cumulative probability is <= 1 - top_p, always keep the top
-one), then a draw from what is left: ``draw``, inverse-CDF sampling with one uniform per row from
-torch's global generator (so ``torch.manual_seed`` reproduces a run; not the same stream as
-``torch.multinomial``, which draws a variate per vocabulary entry). T = 0 is argmax. The
-recorded log-prob is log_softmax(logits / T) at the token, untruncated by top-p (as the HF engine
-documents), with T = 1 for greedy.
+one), then a draw from what is left: ``draw``, inverse-CDF sampling with one uniform per row and
+token, from the row's own generator (``SamplingParams.seed``, :mod:`rlvr.rollout.seeds`: the same
+tokens wherever and with whatever batch the row runs) or, without a seed, from torch's
+global generator (not the same stream as ``torch.multinomial``, which draws a variate per
+vocabulary entry). T = 0 is argmax. The recorded log-prob is log_softmax(logits / T) at the token,
+untruncated by top-p (as the HF engine documents), with T = 1 for greedy.
 
 Stop strings are checked per step on the decoded text of the row's last few tokens (a stop
 string may end inside a token), confirmed on the whole row's text; the final cut, text and
@@ -71,6 +72,7 @@ import torch
 from rlvr.hf_compat import DynamicCache, DynamicLayer, cache_kwargs, output_cache
 from rlvr.precision import Precision, autocast, compute_dtype, fp32_head
 from rlvr.rollout import Sample, SamplingParams, cut_at_stop, trim_at_stop
+from rlvr.rollout.seeds import row_seeds, row_uniforms
 
 STATS = ("prefill_rows", "prefill_tokens", "decode_row_steps", "chunks", "dropped_columns", "onednn_linears")
 
@@ -169,7 +171,9 @@ def plan_chunks(groups: list[tuple[list[int], list[int]]], batch_size: int) -> l
     return chunks
 
 
-def draw(probs: torch.Tensor, index: torch.Tensor | None = None, block: int = 256) -> torch.Tensor:
+def draw(
+    probs: torch.Tensor, index: torch.Tensor | None = None, block: int = 256, u: torch.Tensor | None = None
+) -> torch.Tensor:
     """One index per row of ``probs`` [U, V] (non-negative, unnormalized), drawn with probability
     proportional to its entry: [U], or [R] for rows reading ``probs[index[r]]`` (index [R]).
 
@@ -179,7 +183,8 @@ def draw(probs: torch.Tensor, index: torch.Tensor | None = None, block: int = 25
     every vocabulary entry, a noticeable share of a rollout on a CPU; this draws one uniform per row
     (measurements: docs/results.md, "Measurements moved from docstrings"). Zero entries (outside
     the top-p nucleus) are never drawn; a block's mass is a float32 sum of its entries (relative
-    error ~1e-7).
+    error ~1e-7). ``u`` [R]: the rows' own uniforms (placement-free seeds, :mod:`rlvr.rollout.seeds`)
+    instead of the global generator's.
     """
     vocab = probs.shape[1]
     pad = (-vocab) % block
@@ -192,7 +197,9 @@ def draw(probs: torch.Tensor, index: torch.Tensor | None = None, block: int = 25
         index = torch.arange(probs.shape[0], device=probs.device)
     mass = mass[index]  # [R, NB]
     cdf = mass.cumsum(dim=-1)
-    u = torch.rand((index.numel(), 1), dtype=torch.float64, device=probs.device) * cdf[:, -1:]
+    if u is None:
+        u = torch.rand((index.numel(),), dtype=torch.float64, device=probs.device)
+    u = u.to(device=probs.device, dtype=torch.float64).view(-1, 1) * cdf[:, -1:]
     b = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)  # [R, 1] chosen block
     within = ((u - cdf.gather(1, b) + mass.gather(1, b)) / mass.gather(1, b)).clamp_(0.0, 1.0 - 1e-12)
     inner = blocks[index, b.squeeze(1)].double().cumsum(dim=-1)  # [R, block]
@@ -201,12 +208,13 @@ def draw(probs: torch.Tensor, index: torch.Tensor | None = None, block: int = 25
 
 
 def sample_tokens(
-    logits: torch.Tensor, sampling: SamplingParams, index: torch.Tensor | None = None
+    logits: torch.Tensor, sampling: SamplingParams, index: torch.Tensor | None = None, u: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Next token and its log-prob (log_softmax(logits / T), untruncated) for each row, [R] each.
 
     ``logits`` [U, V]; row r reads ``logits[index[r]]`` (default: row r), so the G rows of a
-    group share one softmax and one top-p sort on their first token.
+    group share one softmax and one top-p sort on their first token. ``u`` [R]: each row's uniform
+    (:func:`draw`).
     """
     if index is None:
         index = torch.arange(logits.shape[0], device=logits.device)
@@ -221,7 +229,7 @@ def sample_tokens(
             drop = sorted_probs.cumsum(dim=-1) <= 1 - sampling.top_p
             drop[:, -1] = False  # the most likely token always stays
             probs = probs.masked_fill(drop.scatter(1, order, drop), 0.0)
-        tokens = draw(probs, index)
+        tokens = draw(probs, index, u=u)
     return tokens, logp[index, tokens]
 
 
@@ -272,11 +280,14 @@ class FastEngine:
         self.fp32_logits = fp32_logits  # bf16: the LM head still computes in fp32 (rlvr.precision.fp32_head)
         self.last_stats: dict[str, int] = {}
 
-    def update_weights(self, model) -> None:
-        self.model = model
+    def update_weights(self, model, version: int | None = None) -> None:
+        self.model = model  # the trainer's own module: its weights are live, whatever the version
 
     @torch.inference_mode()  # no view or version tracking: about 3% off a rollout against no_grad
-    def continue_ids(self, prefixes: list[list[int]], sampling: SamplingParams) -> list[Sample]:
+    def continue_ids(
+        self, prefixes: list[list[int]], sampling: SamplingParams, seeds: list[int] | None = None
+    ) -> list[Sample]:
+        seeds = row_seeds(prefixes, sampling.seed, seeds)
         for i, prefix in enumerate(prefixes):
             if not prefix:
                 raise ValueError(f"continue_ids: prefix {i} is empty (nothing to continue)")
@@ -291,14 +302,20 @@ class FastEngine:
                 self.last_stats["onednn_linears"] = packed
                 for chunk in plan_chunks(group_prefixes(prefixes), self.batch_size):
                     rows = [r for _, piece in chunk for r in piece]
-                    for r, sample in zip(rows, self._run_chunk(chunk, sampling), strict=True):
+                    chunk_seeds = None if seeds is None else [seeds[r] for r in rows]
+                    for r, sample in zip(rows, self._run_chunk(chunk, sampling, chunk_seeds), strict=True):
                         samples[r] = sample
         finally:
             self.model.train(was_training)
         return samples  # type: ignore[return-value]
 
-    def _run_chunk(self, chunk: list[tuple[list[int], list[int]]], sampling: SamplingParams) -> list[Sample]:
-        """Samples for the chunk's rows, in order (prefix by prefix, the rows of each)."""
+    def _run_chunk(
+        self, chunk: list[tuple[list[int], list[int]]], sampling: SamplingParams, seeds: list[int] | None
+    ) -> list[Sample]:
+        """Samples for the chunk's rows, in order (prefix by prefix, the rows of each); ``seeds``: the
+        rows' own random streams (:mod:`rlvr.rollout.seeds`), else the global generator."""
+        greedy = sampling.temperature == 0
+        uniforms = None if seeds is None or greedy else row_uniforms(seeds, sampling.max_new_tokens)  # [R, T]
         live, logits = self._prefill([prefix for prefix, _ in chunk])
         expand = [u for u, (_, piece) in enumerate(chunk) for _ in piece]  # [R] distinct prefix of each row
         index = torch.tensor(expand, device=logits.device)
@@ -307,7 +324,8 @@ class FastEngine:
         tokens: list[list[int]] = [[] for _ in expand]
         logprobs: list[list[float]] = [[] for _ in expand]
         for step in range(sampling.max_new_tokens):
-            next_ids, next_logp = sample_tokens(logits, sampling, index if step == 0 else None)
+            u = None if uniforms is None else uniforms[live.rows, step]
+            next_ids, next_logp = sample_tokens(logits, sampling, index if step == 0 else None, u)
             keep = []
             for k, (row, tok, lp) in enumerate(zip(live.rows, next_ids.tolist(), next_logp.tolist(), strict=True)):
                 tokens[row].append(tok)

@@ -13,9 +13,11 @@ Finished rows keep decoding padding until the whole batch stops.
 """
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from rlvr.precision import Precision, autocast, fp32_head
 from rlvr.rollout import Sample, SamplingParams, cut_at_stop, trim_at_stop
+from rlvr.rollout.seeds import row_seeds, row_uniforms
 
 
 class HFGenerateEngine:
@@ -30,11 +32,14 @@ class HFGenerateEngine:
         self.precision = precision  # bf16: generate runs under autocast (rlvr.precision)
         self.fp32_logits = fp32_logits  # bf16: the LM head still computes in fp32 (rlvr.precision.fp32_head)
 
-    def update_weights(self, model) -> None:
-        self.model = model
+    def update_weights(self, model, version: int | None = None) -> None:
+        self.model = model  # the trainer's own module: its weights are live, whatever the version
 
     @torch.no_grad()
-    def continue_ids(self, prefixes: list[list[int]], sampling: SamplingParams) -> list[Sample]:
+    def continue_ids(
+        self, prefixes: list[list[int]], sampling: SamplingParams, seeds: list[int] | None = None
+    ) -> list[Sample]:
+        seeds = row_seeds(prefixes, sampling.seed, seeds)
         samples: list[Sample] = []
         was_training = self.model.training
         self.model.eval()
@@ -42,12 +47,15 @@ class HFGenerateEngine:
             device = next(self.model.parameters()).device
             with autocast(device, self.precision), fp32_head(self.model, self.fp32_logits):
                 for start in range(0, len(prefixes), self.batch_size):
-                    samples += self._generate_batch(prefixes[start : start + self.batch_size], sampling)
+                    batch_seeds = None if seeds is None else seeds[start : start + self.batch_size]
+                    samples += self._generate_batch(prefixes[start : start + self.batch_size], sampling, batch_seeds)
         finally:
             self.model.train(was_training)
         return samples
 
-    def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Sample]:
+    def _generate_batch(
+        self, prompts: list[list[int]], sampling: SamplingParams, seeds: list[int] | None
+    ) -> list[Sample]:
         tokenizer = self.tokenizer
         width = max(len(p) for p in prompts)
         pad_id = tokenizer.pad_token_id
@@ -57,14 +65,17 @@ class HFGenerateEngine:
             input_ids[row, width - len(ids) :] = torch.tensor(ids)
             attention_mask[row, width - len(ids) :] = 1
         greedy = sampling.temperature == 0
+        seeded = seeds is not None and not greedy
         device = next(self.model.parameters()).device
+        draws = SeededDraw(sampling, row_uniforms(seeds, sampling.max_new_tokens), width) if seeded else None
         out = self.model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
             max_new_tokens=sampling.max_new_tokens,
-            do_sample=not greedy,
-            temperature=None if greedy else sampling.temperature,
-            top_p=None if greedy else sampling.top_p,
+            do_sample=not greedy and not seeded,
+            temperature=None if greedy or seeded else sampling.temperature,
+            top_p=None if greedy or seeded else sampling.top_p,
+            logits_processor=LogitsProcessorList([draws]) if seeded else None,
             top_k=None,
             stop_strings=sampling.stop or None,
             tokenizer=tokenizer if sampling.stop else None,
@@ -90,3 +101,23 @@ class HFGenerateEngine:
             logp = torch.log_softmax(step_logits.float().cpu() / temperature, dim=-1)
             columns.append(logp.gather(1, tokens[:, step : step + 1]).squeeze(1))
         return torch.stack(columns, dim=1)  # [B, steps]
+
+
+class SeededDraw(LogitsProcessor):
+    """Each row's next token drawn with its own uniform (placement-free seeds, :mod:`rlvr.rollout.seeds`),
+    by the fast engine's :func:`rlvr.rollout.fast.sample_tokens` (temperature, top-p, inverse CDF), then
+    forced: every other logit becomes -inf and ``generate`` runs greedy. ``generate``'s own sampling
+    cannot take a generator per row; its warpers would run after this processor."""
+
+    def __init__(self, sampling: SamplingParams, uniforms: torch.Tensor, width: int) -> None:
+        self.sampling = sampling
+        self.uniforms = uniforms  # [B, max_new_tokens]
+        self.width = width  # the padded prompt width: the step is input_ids' length past it
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        from rlvr.rollout.fast import sample_tokens
+
+        step = input_ids.shape[1] - self.width
+        tokens, _ = sample_tokens(scores, self.sampling, None, self.uniforms[:, step])
+        forced = torch.full_like(scores, float("-inf"))
+        return forced.scatter_(1, tokens.view(-1, 1).to(scores.device), 0.0)

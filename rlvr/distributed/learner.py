@@ -1,0 +1,154 @@
+"""The learner group: N ranks that take each optimizer step together (``distributed.learners``).
+
+The driver process is rank 0: it keeps the whole :class:`rlvr.run_setup.Run` (the model the rollout
+syncs from, the passes outside the update, checkpoints), so with ``learners: 1`` nothing changes.
+Ranks 1..N-1 are Ray actors (:class:`LearnerRank`), each with the same policy, reference, optimizer and
+schedule, built by :func:`rlvr.run_setup.learner_parts` and then loaded with rank 0's exact state.
+
+Each optimizer step the rows are dealt in N consecutive shares; every rank cuts its share into its own
+micro-batches and runs :func:`rlvr.learner.update.update_step` with a
+:class:`rlvr.distributed.groups.GradientSync`, which sums the step's normalizers, gradients and metrics
+over a Gloo group (NCCL on GPU is the same call on another group). The replicas start equal and take
+equal steps, so they stay equal; the summed gradient is the one-process gradient of all the rows, so
+an N-rank step equals the one-process step within float summation order.
+
+Faults: a rank that dies (or a collective that outlasts ``distributed.timeout_s``) stops the run with
+a one-line :class:`rlvr.errors.TrainingError` naming the rank; ``rlvr train --resume RUN`` continues from
+the last checkpoint, which rank 0 writes in the one-process format (the replicas are equal).
+
+Limits: replicated weights (DDP's memory per rank), no sharding of parameters or optimizer state;
+the critic, SFT stages and SFT+RL mixing run only in one process (refused at load).
+"""
+
+import ray
+
+from rlvr.distributed.groups import GradientSync, gloo_group
+from rlvr.errors import TrainingError
+
+
+class LearnerRank:
+    """One learner rank >= 1 (a Ray actor): its replica, and the update over its share of a step."""
+
+    def __init__(self, config_yaml: str, rank: int, world: int, host: str, port: int, threads: int) -> None:
+        from rlvr.distributed.cluster import worker_config
+        from rlvr.run_setup import learner_parts
+
+        self.config = worker_config(config_yaml, threads)
+        self.model, self.ref_model, self.tokenizer, self.optimizer, self.scheduler = learner_parts(self.config)
+        d = self.config.distributed
+        self.sync = GradientSync(gloo_group(host, port, rank, world, d.timeout_s), d.bucket_mb)
+
+    def ready(self) -> bool:
+        return True
+
+    def load(self, model_state: dict, optimizer_state: dict, scheduler_state: dict) -> None:
+        """Become rank 0's exact replica (at start, and after a resume)."""
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(optimizer_state)
+        self.scheduler.load_state_dict(scheduler_state)
+
+    def update(self, completions, per_token: dict, settings, max_grad_norm: float, step: int, step_scheduler: bool):
+        from rlvr.learner.microbatch import make_micro_batches
+        from rlvr.learner.update import update_step
+
+        t = self.config.train
+        micro = make_micro_batches(
+            completions, per_token, t.micro_batch_size, self.tokenizer.pad_token_id,
+            shared_prompt=t.shared_prompt, max_tokens=t.micro_batch_tokens,
+        ) if completions else []  # fmt: skip
+        return update_step(
+            self.model, self.ref_model, self.optimizer, self.scheduler, micro, settings, max_grad_norm, step,
+            step_scheduler, sync=self.sync,
+        )  # fmt: skip
+
+    def model_state(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+
+class LearnerGroup:
+    """Driver side: rank 0's sync and the handles of ranks 1..N-1."""
+
+    def __init__(self, run, world: int) -> None:
+        from rlvr.config import to_yaml
+        from rlvr.distributed.cluster import node_ip
+        from rlvr.distributed.groups import free_port
+
+        d = run.config.distributed
+        self.world, self.timeout_s = world, d.timeout_s
+        host, port = node_ip(), free_port()
+        remote = ray.remote(LearnerRank).options(
+            num_cpus=d.learner_cpus, num_gpus=d.gpus_per_worker, max_restarts=0, max_concurrency=2
+        )
+        text = to_yaml(run.config)
+        threads = run.config.train.threads
+        self.ranks = [remote.remote(text, r, world, host, port, threads) for r in range(1, world)]
+        # rank 0 joins here; the constructor returns once every rank has joined
+        self.sync = GradientSync(gloo_group(host, port, 0, world, d.timeout_s), d.bucket_mb)
+        self._get([r.ready.remote() for r in self.ranks], "start")
+        self.load(run)
+
+    def load(self, run) -> None:
+        """Ranks 1..N-1 take rank 0's weights, optimizer and schedule state (object store, one copy)."""
+        model = ray.put({k: v.detach().cpu() for k, v in run.model.state_dict().items()})
+        optimizer, scheduler = ray.put(run.optimizer.state_dict()), ray.put(run.scheduler.state_dict())
+        self._get([r.load.remote(model, optimizer, scheduler) for r in self.ranks], "load the weights")
+
+    def update(self, run, completions, per_token: dict, settings, step: int, step_scheduler: bool = True):
+        """One optimizer step over ``completions`` with all ranks; returns rank 0's (summed) metrics."""
+        from rlvr.learner.settings import micro_batches
+        from rlvr.learner.update import update_step
+        from rlvr.trainer import share
+
+        rows = list(range(len(completions)))
+        shares = [share(rows, r, self.world) for r in range(self.world)]
+        max_norm = run.config.optim.max_grad_norm
+        futures = []
+        for rank, actor in zip(range(1, self.world), self.ranks, strict=True):
+            mine = shares[rank]
+            part = {k: v[mine] for k, v in per_token.items()}
+            futures.append(
+                actor.update.remote([completions[i] for i in mine], part, settings, max_norm, step, step_scheduler)
+            )
+        own = shares[0]
+        micro = micro_batches(run, [completions[i] for i in own], {k: v[own] for k, v in per_token.items()})
+        try:
+            metrics = update_step(
+                run.model, run.ref_model, run.optimizer, run.scheduler, micro if own else [], settings, max_norm,
+                step, step_scheduler, sync=self.sync,
+            )  # fmt: skip
+        except RuntimeError as err:  # a collective that timed out or lost a peer: name the rank that failed
+            self._get(futures, f"step {step}")
+            raise TrainingError(
+                f"step {step}: the learner group failed ({err}); resume with rlvr train --resume"
+            ) from None
+        self._get(futures, f"step {step}")
+        return metrics
+
+    def model_states(self) -> list[dict]:
+        return self._get([r.model_state.remote() for r in self.ranks], "read the weights")
+
+    def _get(self, futures, what: str):
+        try:
+            return ray.get(futures, timeout=self.timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise TrainingError(f"learner group: {what} outlasted distributed.timeout_s={self.timeout_s}") from None
+        except ray.exceptions.RayError as err:
+            rank = next((i + 1 for i, f in enumerate(futures) if _failed(f)), "?")
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TrainingError(
+                f"learner rank {rank} failed during {what}: {first}; the run stopped, "
+                "resume it from its last checkpoint with rlvr train --resume RUN_DIR"
+            ) from None
+
+    def close(self) -> None:
+        for r in self.ranks:
+            ray.kill(r)
+        self.ranks = []
+
+
+def _failed(future) -> bool:
+    try:
+        ray.get(future, timeout=0)
+        return False
+    except Exception:
+        return True
