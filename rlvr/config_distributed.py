@@ -22,7 +22,7 @@ class DistributedConfig(Section):
     learner_cpus: float = Field(1.0, gt=0)  # Ray CPUs reserved per extra learner rank
     rollout_workers: int = Field(1, ge=0)  # Ray actors that generate; 0: the rollout runs in the driver
     worker_cpus: float = Field(1.0, gt=0)  # Ray CPUs reserved per rollout worker
-    worker_threads: int = Field(0, ge=0)  # torch threads per rollout worker; 0: as train.threads (0: all cores)
+    worker_threads: int = Field(0, ge=0)  # torch threads per rollout worker; 0: train.threads, else the driver's
     gpus_per_worker: float = Field(0.0, ge=0)  # Ray GPUs per rollout worker and learner rank (0: CPU)
     transport: Literal["object_store", "broadcast"] = "object_store"  # learner -> rollout weights
     bucket_mb: float = Field(64.0, gt=0)  # weight and gradient messages are cut into buckets of this size

@@ -66,6 +66,18 @@ class Run:
     scaffold: object | None = None  # Scaf-GRPO's hints for unsolved prompts (rlvr.samplers.hints)
     placement: object | None = None  # distributed.backend=ray: the learner ranks and rollout workers (rlvr.distributed)
 
+    def close(self) -> None:
+        """Close what the run holds open: its logs, demonstrations, and distributed actors (and Ray, if
+        the run started it)."""
+        if self.logger is not None:
+            self.logger.close()
+        if self.demos is not None:
+            self.demos.close()
+        if self.placement is not None:
+            from rlvr.distributed import release
+
+            release(self.placement)
+
     def keep(self, name: str, part: Stateful) -> None:
         """Register a stateful part (``state_dict`` / ``load_state_dict``): checkpoints save it and
         a resumed run restores it, with no list to keep in step by hand."""

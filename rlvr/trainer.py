@@ -65,13 +65,7 @@ def train(config: RunConfig, run_dir: Path | None = None, resume: bool = False, 
                 url = ckpt.push_to_hub(final, cfg.checkpoint.push_to_hub, cfg.checkpoint.hub_private)
                 run.logger.print(f"final policy uploaded: {url}")
     finally:
-        run.logger.close()
-        if run.demos is not None:
-            run.demos.close()
-        if run.placement is not None:  # distributed.backend=ray: the actors (and Ray, if this run started it)
-            from rlvr.distributed import release
-
-            release(run.placement)
+        run.close()
     return run.run_dir
 
 

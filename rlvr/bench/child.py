@@ -49,7 +49,7 @@ def rlvr_child(spec: dict, channel: Channel) -> None:
             numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
             channel.send("step", wall=wall, metrics=numbers)
         memory = memory_report(device, reset)
-        run.logger.close()
+        run.close()
     channel.send("done", memory=memory)
 
 

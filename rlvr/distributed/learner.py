@@ -80,7 +80,7 @@ class LearnerGroup:
             num_cpus=d.learner_cpus, num_gpus=d.gpus_per_worker, max_restarts=0, max_concurrency=2
         )
         text = to_yaml(run.config)
-        threads = run.config.train.threads
+        threads = run.config.train.threads or max(1, int(d.learner_cpus))  # the ranks compute at the same time
         self.ranks = [remote.remote(text, r, world, host, port, threads) for r in range(1, world)]
         # rank 0 joins here; the constructor returns once every rank has joined
         self.sync = GradientSync(gloo_group(host, port, 0, world, d.timeout_s), d.bucket_mb)

@@ -94,7 +94,9 @@ class RolloutPool:
         self.tokenizer = tokenizer
         self.precision = precision  # what the workers compute in (the driver's precision line)
         self.timeout_s, self.restarts_left = d.timeout_s, d.max_restarts
-        self.threads = d.worker_threads or config.train.threads
+        # the driver waits while the workers generate: by default a worker uses the driver's thread count
+        # (Ray would give an actor of worker_cpus=1 one thread, OMP_NUM_THREADS=1)
+        self.threads = d.worker_threads or config.train.threads or torch.get_num_threads()
         self._yaml = to_yaml(config)
         self._remote = ray.remote(RolloutWorker).options(
             num_cpus=d.worker_cpus, num_gpus=d.gpus_per_worker, max_restarts=0
