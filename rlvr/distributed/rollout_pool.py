@@ -12,8 +12,6 @@ replacement gets the current weights, and its share is generated again with the 
 ends as an undisturbed one would; after ``distributed.max_restarts`` replacements the run stops.
 """
 
-import time
-
 import ray
 import torch
 
@@ -55,9 +53,10 @@ class RolloutWorker:
             os._exit(1)
         return self.version, self.engine.continue_ids(prefixes, sampling, seeds)
 
-    def load_weights(self, state: dict, version: int) -> None:
-        with torch.no_grad():
-            self.model.load_state_dict(state, strict=True)
+    def load_weights(self, arrays: list, version: int) -> None:
+        from rlvr.distributed.transport import load_flat
+
+        load_flat(self.model, arrays)
         self.version = version
 
     def join_broadcast(self, host: str, port: int, rank: int, world: int, timeout_s: float) -> None:
@@ -166,12 +165,10 @@ class RolloutPool:
         ray.kill(self.workers[w], no_restart=True)
         self.workers[w] = self._spawn()
         self.transport.reset(self.workers)
-        started = time.perf_counter()
-        from rlvr.distributed.transport import cpu_state
+        from rlvr.distributed.transport import ObjectStoreTransport
 
-        loading = self.workers[w].load_weights.remote(ray.put(cpu_state(self.model)), self.version)
-        ray.get(loading, timeout=self.timeout_s)
-        self.last_sync["distributed/replace_s"] = time.perf_counter() - started
+        seconds, _ = ObjectStoreTransport(self.timeout_s, 0).send([self.workers[w]], self.model, self.version)
+        self.last_sync["distributed/replace_s"] = seconds
 
     def close(self) -> None:
         for worker in self.workers:

@@ -106,17 +106,17 @@ def test_a_dead_learner_rank_stops_the_run_with_one_line(cluster, tiny_config_mo
 def test_a_sync_that_silently_fails_is_caught_by_the_mismatch_bound(cluster, tiny_config_module, tmp_path, monkeypatch):
     import rlvr.distributed.transport as transport
 
-    real = transport.cpu_state
+    real = transport.flat_buckets
 
-    def corrupted(model):  # the sync "succeeds", with weights that are not the learner's
+    def corrupted(tensors, bucket_bytes):  # the sync "succeeds", with weights that are not the learner's
         generator = torch.Generator().manual_seed(0)
-        return {k: v + 0.5 * torch.randn(v.shape, generator=generator) for k, v in real(model).items()}
+        return [f + 0.5 * torch.randn(f.shape, generator=generator) for f in real(tensors, bucket_bytes)]
 
-    monkeypatch.setattr(transport, "cpu_state", corrupted)
+    monkeypatch.setattr(transport, "flat_buckets", corrupted)
     config = tiny_config_module(*STEPS, *RAY, "distributed.max_logprob_mismatch=0.01")
     with pytest.raises(TrainingError, match="step 1: the rollout's log-probs differ from the learner's by"):
         train(config, tmp_path / "stale")
-    monkeypatch.setattr(transport, "cpu_state", real)
+    monkeypatch.setattr(transport, "flat_buckets", real)
     train(config, tmp_path / "synced")  # the same bound with a real sync: the run goes through
 
 
