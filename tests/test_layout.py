@@ -94,3 +94,20 @@ def test_module_level_imports_have_no_cycle():
     for node in graph:
         if node not in state:
             visit(node)
+
+
+def test_ray_is_reached_only_through_rlvr_distributed_and_only_lazily():
+    """``distributed.backend: none`` never imports Ray: only rlvr.distributed imports it at module level,
+    and nothing outside rlvr.distributed imports rlvr.distributed at module level."""
+    for name, path in modules().items():
+        tree = ast.parse(path.read_text())
+        top = set()
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                top |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                top.add(node.module)
+        if not name.startswith("rlvr.distributed"):
+            assert "ray" not in top, f"{name} imports ray at module level"
+            bad = sorted(i for i in imports(path, top_level_only=True) if i.startswith("rlvr.distributed"))
+            assert not bad, f"{name} imports {bad} at module level"

@@ -76,6 +76,23 @@ def test_broadcast_transport_and_a_killed_driver_resume_exactly(cluster, single,
     assert_same_run(single, resumed)
 
 
+def test_a_rollout_worker_killed_mid_run_changes_nothing(cluster, single, tiny_config_module, tmp_path, monkeypatch):
+    import ray
+
+    from rlvr.distributed.rollout_pool import RolloutPool
+
+    real = RolloutPool.update_weights
+
+    def crash_at_step_two(self, model, version=None):
+        real(self, model, version)
+        if version == 1 and not self.restarts:  # step 2's rollout: the worker dies inside its next call
+            ray.get(self.workers[0].crash_on_next_call.remote())
+
+    monkeypatch.setattr(RolloutPool, "update_weights", crash_at_step_two)
+    disturbed = train(tiny_config_module(*STEPS, *RAY), tmp_path / "disturbed")
+    assert_same_run(single, disturbed)
+
+
 def test_cluster_too_small_is_refused_naming_what_is_missing(cluster, tiny_config_module, tmp_path):
     config = tiny_config_module(*STEPS, *RAY, "distributed.rollout_workers=3")
     with pytest.raises(ConfigError, match=r"need 3 CPU \(the cluster has 2\)"):
