@@ -45,13 +45,16 @@ def collect(
     *,
     step: int = 1,
     scaffold=None,
+    version: int | None = None,
 ) -> StepBatch:
     """Roll out ``prompts_per_step`` groups and score what the model wrote; with dynamic sampling,
     replace groups whose rewards all agree (they carry no gradient) by fresh prompts. ``demos`` (a
     :class:`rlvr.demos.DemoBank`) guides the groups of prompts that have one when ``sft.group_demos``
     or ``sft.prefix_rollouts`` ask for it (:mod:`rlvr.demos.guided`). ``rollout.allocation`` sizes
     each group (:mod:`rlvr.samplers.allocation`); ``scaffold`` (a :class:`HintScaffold`) hints the
-    groups the policy cannot solve."""
+    groups the policy cannot solve. ``version``: the optimizer steps in the weights that sample (default
+    ``step - 1``; one less when the step was generated ahead, :mod:`rlvr.distributed.pipeline`)."""
+    version = step - 1 if version is None else version
     prompts = cfg.rollout.prompts_per_step
     kept: list[Completion] = []
     kept_rewards: list[float] = []
@@ -70,12 +73,12 @@ def collect(
         sampling = salted(base_sampling, "round", rounds)
         indices = sampler.next(prompts - len(sizes))
         examples = [train_set[i] for i in indices]
-        groups = versioned(allocated_groups(cfg, engine, examples, sampling, verifier, demos), step)
+        groups = versioned(allocated_groups(cfg, engine, examples, sampling, verifier, demos), version)
         originals = [list(g) for g in groups]
         if scaffold is not None:
             groups, more = scaffold.scaffold(
                 groups, judged(groups, verifier), step,
-                lambda exs, n, sampling=sampling: versioned(sample_groups(cfg, engine, exs, n, sampling), step),
+                lambda exs, n, sampling=sampling: versioned(sample_groups(cfg, engine, exs, n, sampling), version),
                 lambda g: judge(g, verifier),
             )  # fmt: skip
             hint_metrics = {k: hint_metrics.get(k, 0.0) + v for k, v in more.items()}
@@ -154,9 +157,9 @@ def judged(groups: list[list[Completion]], verifier: str) -> list[list[bool]]:
     return out
 
 
-def versioned(groups: list[list[Completion]], step: int) -> list[list[Completion]]:
+def versioned(groups: list[list[Completion]], version: int) -> list[list[Completion]]:
     """The groups with each completion's ``policy_version``: the optimizer steps its weights had taken."""
-    return [[replace(c, policy_version=step - 1) for c in g] for g in groups]
+    return [[replace(c, policy_version=version) for c in g] for g in groups]
 
 
 def allocated_groups(cfg: RunConfig, engine, examples: list[Example], sampling: SamplingParams, verifier: str, demos):

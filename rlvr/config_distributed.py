@@ -29,7 +29,7 @@ class DistributedConfig(Section):
     timeout_s: float = Field(600.0, gt=0)  # every remote call and collective
     max_restarts: int = Field(3, ge=0)  # rollout workers replaced per run before the run stops
     max_logprob_mismatch: float | None = Field(None, gt=0)  # stop when rollout and learner log-probs differ more
-    max_off_policy_steps: int = Field(0, ge=0, le=0)  # one-step-off-policy pipelining: not in this version
+    max_off_policy_steps: int = Field(0, ge=0, le=1)  # 1: step k+1 generates while step k trains (pipeline.py)
 
 
 def check_distributed(config) -> None:
@@ -40,6 +40,17 @@ def check_distributed(config) -> None:
             if key in d.model_fields_set and getattr(d, key) != DistributedConfig.model_fields[key].default:
                 raise ValueError(f"distributed.{key} needs distributed.backend=ray")
         return
+    if d.max_off_policy_steps:
+        needs = {
+            "distributed.rollout_workers >= 1 (the in-process engine shares the weights the update writes)": (
+                d.rollout_workers == 0
+            ),
+            "algo.tis_cap (the truncated importance weight against the rollout policy)": config.algo.tis_cap is None,
+            "no stages (one RL stage)": bool(config.stages),
+        }
+        missing = [need for need, lacking in needs.items() if lacking]
+        if missing:
+            raise ValueError(f"distributed.max_off_policy_steps=1 needs {'; '.join(missing)}")
     if d.learners > 1:
         blockers = {
             "critic.model": config.critic.model is not None,

@@ -64,11 +64,14 @@ class Run:
     reward_controllers: list = field(default_factory=list)  # re-bind reward terms between steps (LASER-D's monitor)
     replay: object | None = None  # ReMix's buffer of recent groups (rlvr.samplers.replay)
     scaffold: object | None = None  # Scaf-GRPO's hints for unsolved prompts (rlvr.samplers.hints)
+    pipeline: object | None = None  # max_off_policy_steps=1: the batch in flight (rlvr.distributed.pipeline)
     placement: object | None = None  # distributed.backend=ray: the learner ranks and rollout workers (rlvr.distributed)
 
     def close(self) -> None:
         """Close what the run holds open: its logs, demonstrations, and distributed actors (and Ray, if
         the run started it)."""
+        if self.pipeline is not None and self.pipeline.thread is not None:
+            self.pipeline.thread.join()  # the batch in flight ends before its workers do
         if self.logger is not None:
             self.logger.close()
         if self.demos is not None:
@@ -191,6 +194,11 @@ def build_run(config: RunConfig, run_dir: Path, resume: bool, checkpoints: list[
         h = config.hints
         run.scaffold = HintScaffold(h.after, h.start, h.samples, h.prefix)
         run.keep("hints", run.scaffold)
+    if config.distributed.max_off_policy_steps:  # step k+1's batch generates while step k trains
+        from rlvr.distributed.pipeline import Pipeline
+
+        run.pipeline = Pipeline()
+        run.keep("pipeline", run.pipeline)
     for spec in config.rewards:
         if spec.name == "laser_d":  # LASER-D: the targets move with the policy (rlvr.rewards.laser_d)
             from rlvr.rewards.laser_d import LaserDMonitor

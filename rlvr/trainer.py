@@ -8,6 +8,7 @@ Everything else lives in small modules this one calls.
 import json
 import random
 import time
+from functools import partial
 from math import isnan
 from pathlib import Path
 
@@ -75,11 +76,10 @@ def train_step(run: Run) -> dict[str, float]:
     terms = run.rewards
     for controller in run.reward_controllers:  # LASER-D's targets as of this step
         terms = controller.terms(terms)
+    batch = run.pipeline.take() if run.pipeline is not None else None  # generated during the last step
     run.engine.update_weights(run.model, version=run.step - 1)  # the weights after the last step sample this one
-    batch = collect(
-        cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg, run.step), terms, run.demos,
-        step=run.step, scaffold=run.scaffold,
-    )  # fmt: skip
+    if batch is None:
+        batch = collect_step(run, terms, run.step)
     sampled = [i for i, c in enumerate(batch.sampled) if c.origin == "policy" and not c.hint_level]  # its own
     metrics = {
         "train/reward": sum(batch.sampled_rewards[i] for i in sampled) / len(sampled),
@@ -95,6 +95,10 @@ def train_step(run: Run) -> dict[str, float]:
         "train/kl_coef": run.coefficients.kl,  # the coefficients this step used (adaptive ones move after it)
         "train/entropy_coef": run.coefficients.entropy,
     }
+    if run.pipeline is not None:  # one step off-policy: the next step's batch generates while this one trains
+        metrics["distributed/staleness"] = run.step - 1 - min(c.policy_version for c in batch.sampled)
+        if run.step < cfg.train.steps:
+            run.pipeline.launch(partial(collect_step, run, terms, run.step + 1, version=run.step - 1))
     if run.replay is not None:  # ReMix: recent groups trained on again (rlvr.samplers.replay)
         metrics |= run.replay.mix(batch, run.step)
     if batch.kept:
@@ -126,6 +130,15 @@ def train_step(run: Run) -> dict[str, float]:
         "throughput/rollout_tokens_per_s": generated / max(metrics["time/rollout"], 1e-9),
     }
     return metrics
+
+
+def collect_step(run: Run, terms, step: int, version: int | None = None):
+    """Step ``step``'s rollouts, scored and filtered (:func:`rlvr.collect.collect`)."""
+    cfg = run.config
+    return collect(
+        cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg, step), terms, run.demos,
+        step=step, scaffold=run.scaffold, version=version,
+    )  # fmt: skip
 
 
 def advantages(run: Run, batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
@@ -322,6 +335,8 @@ def run_eval(run: Run) -> dict[str, float]:
         return_logprobs=False,
         seed=derive_seed(cfg.train.seed, "eval", run.step),
     )
+    if run.pipeline is not None:
+        run.pipeline.settle()  # the batch in flight samples with the older weights: let it finish first
     run.engine.update_weights(run.model, version=run.step)
     started = time.perf_counter()
     result = evaluate(

@@ -144,3 +144,29 @@ def test_config_refusals():
         load_config("ppo", ["distributed.backend=ray", "distributed.learners=2"])
     with pytest.raises(ConfigError, match="max_off_policy_steps"):
         load_config(None, ["distributed.backend=ray", "distributed.max_off_policy_steps=1"])
+
+
+PIPELINED = (*RAY, "distributed.max_off_policy_steps=1", "algo.tis_cap=2.0")
+
+
+def test_one_step_off_policy_pipelining_trains_one_step_stale_and_resumes_exactly(
+    cluster, tiny_config_module, tmp_path
+):
+    overrides = ("train.steps=4", "checkpoint.every=1", "checkpoint.export_final=false", "eval.every=2", *PIPELINED)
+    straight = train(tiny_config_module(*overrides), tmp_path / "straight")
+    rows = [r for r in read_metrics(straight / "metrics.jsonl") if "distributed/staleness" in r]
+    assert [r["distributed/staleness"] for r in rows] == [0.0, 1.0, 1.0, 1.0]  # step 1 has nothing ahead of it
+    assert all("tis/weight_mean" in r for r in rows)  # the truncated IS weight against the rollout policy
+    stopped = train(tiny_config_module(*overrides), tmp_path / "resumed", stop_after=3)
+    resumed = train(tiny_config_module(*overrides), stopped, resume=True)
+    assert_same_run(straight, resumed)
+    # it is not the on-policy run: the batches of steps 2-4 were sampled before the step before them trained
+    on_policy = train(tiny_config_module(*overrides[:-2], "algo.tis_cap=2.0"), tmp_path / "on")
+    assert any(not torch.equal(weights(on_policy)[k], weights(straight)[k]) for k in weights(straight))
+
+
+def test_pipelining_needs_workers_and_tis():
+    with pytest.raises(ConfigError, match="needs distributed.rollout_workers >= 1"):
+        load_config(None, [*PIPELINED, "distributed.rollout_workers=0"])
+    with pytest.raises(ConfigError, match="needs algo.tis_cap"):
+        load_config(None, [*RAY, "distributed.max_off_policy_steps=1"])
