@@ -110,10 +110,12 @@ class LearnerGroup:
                 actor.update.remote([completions[i] for i in mine], part, settings, max_norm, step, step_scheduler)
             )
         own = shares[0]
-        micro = micro_batches(run, [completions[i] for i in own], {k: v[own] for k, v in per_token.items()})
+        micro = (
+            micro_batches(run, [completions[i] for i in own], {k: v[own] for k, v in per_token.items()}) if own else []
+        )
         try:
             metrics = update_step(
-                run.model, run.ref_model, run.optimizer, run.scheduler, micro if own else [], settings, max_norm,
+                run.model, run.ref_model, run.optimizer, run.scheduler, micro, settings, max_norm,
                 step, step_scheduler, sync=self.sync,
             )  # fmt: skip
         except RuntimeError as err:  # a collective that timed out or lost a peer: name the rank that failed
@@ -133,7 +135,7 @@ class LearnerGroup:
         except ray.exceptions.GetTimeoutError:
             raise TrainingError(f"learner group: {what} outlasted distributed.timeout_s={self.timeout_s}") from None
         except ray.exceptions.RayError as err:
-            rank = next((i + 1 for i, f in enumerate(futures) if _failed(f)), "?")
+            rank = failed_rank(futures)
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise TrainingError(
                 f"learner rank {rank} failed during {what}: {first}; the run stopped, "
@@ -146,9 +148,13 @@ class LearnerGroup:
         self.ranks = []
 
 
-def _failed(future) -> bool:
-    try:
-        ray.get(future, timeout=0)
-        return False
-    except Exception:
-        return True
+def failed_rank(futures) -> int | str:
+    """The rank (1-based among the actors) whose finished call raised; "?" if none has finished failing."""
+    ready, _ = ray.wait(list(futures), num_returns=len(futures), timeout=0)
+    for i, future in enumerate(futures):
+        if future in ready:
+            try:
+                ray.get(future)
+            except ray.exceptions.RayError:
+                return i + 1
+    return "?"
