@@ -36,7 +36,7 @@ def check_distributed(config) -> None:
     """What the learner group cannot do yet: each refused with the key that asks for it."""
     d = config.distributed
     if d.backend == "none":
-        for key in ("learners", "rollout_workers"):
+        for key in ("learners", "rollout_workers", "max_off_policy_steps"):
             if key in d.model_fields_set and getattr(d, key) != DistributedConfig.model_fields[key].default:
                 raise ValueError(f"distributed.{key} needs distributed.backend=ray")
         return
@@ -47,6 +47,12 @@ def check_distributed(config) -> None:
             ),
             "algo.tis_cap (the truncated importance weight against the rollout policy)": config.algo.tis_cap is None,
             "no stages (one RL stage)": bool(config.stages),
+            "distributed.transport=object_store (a replaced worker loads the last sent snapshot)": (
+                d.transport != "object_store"
+            ),
+            "no distributed.max_logprob_mismatch (the mismatch includes one step of policy change)": (
+                d.max_logprob_mismatch is not None
+            ),
         }
         missing = [need for need, lacking in needs.items() if lacking]
         if missing:

@@ -367,6 +367,8 @@ def rollout_sampling(cfg: RunConfig, step: int) -> SamplingParams:
 
 
 def save(run: Run) -> None:
+    if run.pipeline is not None:
+        run.pipeline.settle()  # the batch in flight moves the sampler, hints and RNG: save after it
     state = {name: part.state_dict() for name, part in run.state.items()}
     ckpt.save_checkpoint(run.run_dir, run.step, run.model, state, to_yaml(run.config), run.config.checkpoint.keep)
 

@@ -118,10 +118,16 @@ class LearnerGroup:
                 run.model, run.ref_model, run.optimizer, run.scheduler, micro, settings, max_norm,
                 step, step_scheduler, sync=self.sync,
             )  # fmt: skip
-        except RuntimeError as err:  # a collective that timed out or lost a peer: name the rank that failed
-            self._get(futures, f"step {step}")
+        except TrainingError:  # a non-finite gradient norm: every rank saw the same sum and stops alike
+            raise
+        except Exception as err:  # rank 0 failed, or a collective timed out or lost a peer
+            ray.wait(futures, num_returns=len(futures), timeout=5)  # a rank that died first has answered by now
+            rank = failed_rank(futures)
+            self.close()  # the group is broken: no rank may stay waiting in a collective
+            culprit = f"learner rank {rank}" if rank != "?" else "learner rank 0 (the driver)"
             raise TrainingError(
-                f"step {step}: the learner group failed ({err}); resume with rlvr train --resume"
+                f"step {step}: {culprit} failed ({_first_line(err)}); the run stopped, "
+                "resume it from its last checkpoint with rlvr train --resume RUN_DIR"
             ) from None
         self._get(futures, f"step {step}")
         return metrics
@@ -146,6 +152,11 @@ class LearnerGroup:
         for r in self.ranks:
             ray.kill(r)
         self.ranks = []
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def failed_rank(futures) -> int | str:

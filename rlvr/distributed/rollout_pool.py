@@ -12,12 +12,15 @@ replacement gets the current weights, and its share is generated again with the 
 ends as an undisturbed one would; after ``distributed.max_restarts`` replacements the run stops.
 """
 
+import time
+from dataclasses import replace
+
 import ray
 import torch
 
 from rlvr.errors import TrainingError
 from rlvr.rollout import SamplingParams
-from rlvr.rollout.seeds import row_seeds
+from rlvr.rollout.seeds import derive_seed, row_seeds
 
 
 class RolloutWorker:
@@ -107,6 +110,7 @@ class RolloutPool:
         self.last_sync: dict[str, float] = {}
         self.last_stats: dict[str, int] = {}
         self.restarts = 0
+        self.unseeded_calls = 0
 
     def _spawn(self):
         return self._remote.remote(self._yaml, self.threads)
@@ -118,14 +122,25 @@ class RolloutPool:
         self.model, self.version = model, (version if version is not None else (self.version or 0) + 1)
         try:
             seconds, nbytes = self.transport.send(self.workers, model, self.version)
-        except (ray.exceptions.RayError, RuntimeError) as err:
-            raise TrainingError(f"weight sync to the rollout workers failed: {_first_line(err)}") from None
+        except (ray.exceptions.RayError, RuntimeError) as err:  # a worker died between calls: replace, resend once
+            dead = [w for w, worker in enumerate(self.workers) if not _alive(worker)]
+            if not dead:
+                raise TrainingError(f"weight sync to the rollout workers failed: {_first_line(err)}") from None
+            for w in dead:
+                self._replace(w, err, load=False)
+            try:
+                seconds, nbytes = self.transport.send(self.workers, model, self.version)
+            except (ray.exceptions.RayError, RuntimeError) as again:
+                raise TrainingError(f"weight sync to the rollout workers failed: {_first_line(again)}") from None
         self.last_sync = {"distributed/sync_s": seconds, "distributed/sync_mb": nbytes / 2**20}
 
     def continue_ids(self, prefixes: list[list[int]], sampling: SamplingParams, seeds: list[int] | None = None):
         if self.version is None:
             raise TrainingError("rollout pool: generation before the first weight sync (update_weights)")
-        seeds = row_seeds(prefixes, sampling.seed if sampling.seed is not None else 0, seeds)
+        if sampling.seed is None and seeds is None:  # every call its own streams, still placement-free
+            self.unseeded_calls += 1
+            sampling = replace(sampling, seed=derive_seed("rollout-pool", self.unseeded_calls))
+        seeds = row_seeds(prefixes, sampling.seed, seeds)
         first = first_row_of_prefix(prefixes)
         order = sorted(range(len(prefixes)), key=lambda i: first[i])  # rows grouped by prompt (a stable sort)
         shares = [order[w * len(order) // len(self.workers) : (w + 1) * len(order) // len(self.workers)]
@@ -140,10 +155,12 @@ class RolloutPool:
                 ray.exceptions.RayActorError,
                 ray.exceptions.GetTimeoutError,
                 ray.exceptions.WorkerCrashedError,
-            ) as err:  # noqa: E501
+            ) as err:
                 self._replace(w, err)
                 pending[w] = self._submit(w, shares[w], prefixes, sampling, seeds)
                 continue
+            except ray.exceptions.RayTaskError as err:  # the worker raised (it lives): one line, the run stops
+                raise TrainingError(f"rollout worker {w}: {_first_line(err.cause or err)}") from None
             if version != self.version:
                 raise TrainingError(
                     f"rollout worker {w} sampled with weights v{version}, the learner's are v{self.version}"
@@ -156,24 +173,40 @@ class RolloutPool:
     def _submit(self, w: int, rows: list[int], prefixes, sampling, seeds):
         return self.workers[w].continue_ids.remote([prefixes[i] for i in rows], sampling, [seeds[i] for i in rows])
 
-    def _replace(self, w: int, err: Exception) -> None:
-        """Kill worker ``w`` (dead or hung), start another with the current weights."""
+    def _replace(self, w: int, err: Exception, load: bool = True) -> None:
+        """Kill worker ``w`` (dead or hung), start another; ``load``: give it the weights last sent (the
+        object-store snapshot, else the synced model: unchanged since, without pipelining)."""
         if self.restarts_left == 0:
             raise TrainingError(f"rollout worker {w} failed ({_first_line(err)}) and distributed.max_restarts is spent")
         self.restarts_left -= 1
         self.restarts += 1
         ray.kill(self.workers[w], no_restart=True)
         self.workers[w] = self._spawn()
+        if not load:
+            return
         self.transport.reset(self.workers)
-        from rlvr.distributed.transport import ObjectStoreTransport
+        started = time.perf_counter()
+        snapshot = getattr(self.transport, "last", None)
+        if snapshot is not None:
+            ray.get(self.workers[w].load_weights.remote(snapshot, self.version), timeout=self.timeout_s)
+        else:
+            from rlvr.distributed.transport import ObjectStoreTransport
 
-        seconds, _ = ObjectStoreTransport(self.timeout_s, 0).send([self.workers[w]], self.model, self.version)
-        self.last_sync["distributed/replace_s"] = seconds
+            ObjectStoreTransport(self.timeout_s, 0).send([self.workers[w]], self.model, self.version)
+        self.last_sync["distributed/replace_s"] = time.perf_counter() - started
 
     def close(self) -> None:
         for worker in self.workers:
             ray.kill(worker, no_restart=True)
         self.workers = []
+
+
+def _alive(worker) -> bool:
+    try:
+        ray.get(worker.pid.remote(), timeout=30)
+        return True
+    except ray.exceptions.RayError:
+        return False
 
 
 def first_row_of_prefix(prefixes: list[list[int]]) -> list[int]:

@@ -60,12 +60,14 @@ class ObjectStoreTransport:
     def __init__(self, timeout_s: float, bucket_mb: float) -> None:
         self.timeout_s = timeout_s
         self.bucket_bytes = 1 << 40  # one buffer per dtype: the object store has no message size to respect
+        self.last = None  # the last weights sent (an object ref): what a replacement worker loads
 
     def send(self, workers: list, model, version: int) -> tuple[float, int]:
         """Every worker loads ``model``'s weights; returns (seconds, bytes)."""
         started = time.perf_counter()
         flats = flat_buckets([t.cpu() for t in distinct_tensors(model)], self.bucket_bytes)
         ref = ray.put([as_numpy(f) for f in flats])
+        self.last = ref
         ray.get([w.load_weights.remote(ref, version) for w in workers], timeout=self.timeout_s)
         return time.perf_counter() - started, sum(f.numel() * f.element_size() for f in flats)
 

@@ -124,7 +124,7 @@ def update_step(
         else:  # a learner rank with no rows this step: it still joins the step's collectives
             prompts, leaves, rows_prompt = None, None, []
         ref_prompts = None
-        if settings.shared_prompt and kl_estimator is not None:
+        if settings.shared_prompt and kl_estimator is not None and micro_batches:
             with torch.no_grad():
                 ref_prompts, _ = prompts_of_step(body_and_head(ref_model)[0], micro_batches, device)
         # the fused head's weight is reordered for oneDNN once for all micro-batches (it changes at the optimizer step)

@@ -112,3 +112,18 @@ def test_generation_before_any_sync_is_refused(cluster):
             engines.continue_ids([[1, 2]], SAMPLING)
     finally:
         engines.close()
+
+
+def test_a_worker_that_died_between_calls_is_replaced_at_the_next_sync(cluster, policy, examples):
+    import ray
+
+    engines = pool(2)
+    try:
+        engines.update_weights(policy[0], version=0)
+        before = generate(engines, examples, 4, SAMPLING)
+        ray.kill(engines.workers[1], no_restart=True)
+        engines.update_weights(policy[0], version=1)  # the same weights, a new version: the dead worker is replaced
+        assert engines.restarts == 1
+        assert tokens(generate(engines, examples, 4, SAMPLING)) == tokens(before)
+    finally:
+        engines.close()
