@@ -59,3 +59,18 @@ def count_encodes(monkeypatch):
     monkeypatch.setattr(rlvr.learner.forward.logprobs, "encode_prompts", counting)  # the step's prompts, once
     monkeypatch.setattr(rlvr.learner.forward.hidden, "encode_prompts", counting)  # a micro-batch's own prompts
     return encoded
+
+
+@pytest.fixture(scope="module")
+def lively():
+    """tiny-random with weights redrawn at std 0.4: at the default init (std 0.02) greedy decoding
+    repeats one token whatever the prompt, which would hide wrong positions or padding; here the
+    greedy continuation depends on every prompt token and position."""
+    from rlvr.models import tiny_random
+
+    model, tokenizer = tiny_random(seed=3)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.4)
+    return model, tokenizer

@@ -17,19 +17,6 @@ from rlvr.tasks import make_task
 
 
 @pytest.fixture(scope="module")
-def lively():
-    """tiny-random with weights redrawn at std 0.4: at the default init (std 0.02) greedy decoding
-    repeats one token whatever the prompt, which would hide wrong positions or padding; here the
-    greedy continuation depends on every prompt token and position."""
-    model, tokenizer = tiny_random(seed=3)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator) * 0.4)
-    return model, tokenizer
-
-
-@pytest.fixture(scope="module")
 def engine(lively):
     return FastEngine(*lively, batch_size=64)
 

@@ -4,22 +4,10 @@ chunking, the other rows of the call, or the engine."""
 import pytest
 import torch
 
-from rlvr.models import tiny_random
 from rlvr.rollout import SamplingParams
 from rlvr.rollout.fast import FastEngine, draw
 from rlvr.rollout.hf import HFGenerateEngine
 from rlvr.rollout.seeds import derive_seed, prefix_seeds, row_seeds, row_uniforms
-
-
-@pytest.fixture(scope="module")
-def lively():
-    model, tokenizer = tiny_random(seed=3)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator) * 0.4)
-    return model, tokenizer
-
 
 PREFIXES = [[5, 6, 7], [5, 6, 7], [9, 3], [5, 6, 7], [9, 3], [11, 12, 13, 14]]
 SAMPLING = SamplingParams(max_new_tokens=12, temperature=1.0, seed=1234)
