@@ -184,3 +184,13 @@ def test_pipelining_needs_workers_and_tis():
         load_config(None, ["distributed.max_off_policy_steps=1", "algo.tis_cap=2"])
     with pytest.raises(ConfigError, match="transport=object_store"):
         load_config(None, [*PIPELINED, "distributed.transport=broadcast"])
+
+
+def test_without_ray_the_message_names_the_extra(monkeypatch):
+    import sys
+
+    from rlvr.distributed.cluster import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ConfigError, match=r"pip install 'rlvr\[distributed\]'"):
+        import_ray()
