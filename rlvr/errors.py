@@ -10,6 +10,13 @@ def one_line(err: BaseException, limit: int = 200) -> str:
     return " ".join(str(err).split())[:limit]
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (a library's error often goes on with a traceback), or its
+    type's name when it has no message."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class RlvrError(Exception):
     """Base class for errors a user can act on."""
 

@@ -80,6 +80,20 @@ def buckets(tensors: list[torch.Tensor], bucket_bytes: int) -> list[list[int]]:
     return out
 
 
+def flatten(tensors: list[torch.Tensor], bucket: list[int]) -> torch.Tensor:
+    """The tensors at ``bucket`` (one dtype) as one flat tensor, in order."""
+    return torch.cat([tensors[i].reshape(-1) for i in bucket])
+
+
+def unflatten_into(tensors: list[torch.Tensor], bucket: list[int], flat: torch.Tensor) -> None:
+    """The inverse of :func:`flatten`: ``flat``'s consecutive slices copied into the tensors at ``bucket``."""
+    start = 0
+    for i in bucket:
+        n = tensors[i].numel()
+        tensors[i].copy_(flat[start : start + n].view_as(tensors[i]))
+        start += n
+
+
 class GradientSync:
     """The collectives of one learner rank (see the module docstring); ``group`` is a Gloo (or NCCL) group."""
 
@@ -104,13 +118,7 @@ class GradientSync:
                 p.grad = torch.zeros_like(p)
         grads = [p.grad for p in params]
         for bucket in buckets(grads, self.bucket_bytes):
-            flat = torch.cat([grads[i].reshape(-1) for i in bucket])
-            all_reduce(self.group, flat)
-            start = 0
-            for i in bucket:
-                n = grads[i].numel()
-                grads[i].copy_(flat[start : start + n].view_as(grads[i]))
-                start += n
+            unflatten_into(grads, bucket, all_reduce(self.group, flatten(grads, bucket)))
 
     def names(self, names) -> list[str]:
         """The sorted union of every rank's ``names`` (a rank without off-policy rows records no

@@ -23,7 +23,7 @@ the critic, SFT stages and SFT+RL mixing run only in one process (refused at loa
 import ray
 
 from rlvr.distributed.groups import GradientSync, gloo_group
-from rlvr.errors import TrainingError
+from rlvr.errors import TrainingError, first_line
 
 
 class LearnerRank:
@@ -48,14 +48,10 @@ class LearnerRank:
         self.scheduler.load_state_dict(scheduler_state)
 
     def update(self, completions, per_token: dict, settings, max_grad_norm: float, step: int, step_scheduler: bool):
-        from rlvr.learner.microbatch import make_micro_batches
+        from rlvr.learner.settings import micro_batches
         from rlvr.learner.update import update_step
 
-        t = self.config.train
-        micro = make_micro_batches(
-            completions, per_token, t.micro_batch_size, self.tokenizer.pad_token_id,
-            shared_prompt=t.shared_prompt, max_tokens=t.micro_batch_tokens,
-        ) if completions else []  # fmt: skip
+        micro = micro_batches(self, completions, per_token) if completions else []  # cut as rank 0 cuts its share
         return update_step(
             self.model, self.ref_model, self.optimizer, self.scheduler, micro, settings, max_grad_norm, step,
             step_scheduler, sync=self.sync,
@@ -126,7 +122,7 @@ class LearnerGroup:
             self.close()  # the group is broken: no rank may stay waiting in a collective
             culprit = f"learner rank {rank}" if rank != "?" else "learner rank 0 (the driver)"
             raise TrainingError(
-                f"step {step}: {culprit} failed ({_first_line(err)}); the run stopped, "
+                f"step {step}: {culprit} failed ({first_line(err)}); the run stopped, "
                 "resume it from its last checkpoint with rlvr train --resume RUN_DIR"
             ) from None
         self._get(futures, f"step {step}")
@@ -142,9 +138,8 @@ class LearnerGroup:
             raise TrainingError(f"learner group: {what} outlasted distributed.timeout_s={self.timeout_s}") from None
         except ray.exceptions.RayError as err:
             rank = failed_rank(futures)
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise TrainingError(
-                f"learner rank {rank} failed during {what}: {first}; the run stopped, "
+                f"learner rank {rank} failed during {what}: {first_line(err)}; the run stopped, "
                 "resume it from its last checkpoint with rlvr train --resume RUN_DIR"
             ) from None
 
@@ -152,11 +147,6 @@ class LearnerGroup:
         for r in self.ranks:
             ray.kill(r)
         self.ranks = []
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def failed_rank(futures) -> int | str:

@@ -18,7 +18,7 @@ from dataclasses import replace
 import ray
 import torch
 
-from rlvr.errors import TrainingError
+from rlvr.errors import TrainingError, first_line
 from rlvr.rollout import SamplingParams
 from rlvr.rollout.seeds import derive_seed, row_seeds
 
@@ -125,13 +125,13 @@ class RolloutPool:
         except (ray.exceptions.RayError, RuntimeError) as err:  # a worker died between calls: replace, resend once
             dead = [w for w, worker in enumerate(self.workers) if not _alive(worker)]
             if not dead:
-                raise TrainingError(f"weight sync to the rollout workers failed: {_first_line(err)}") from None
+                raise TrainingError(f"weight sync to the rollout workers failed: {first_line(err)}") from None
             for w in dead:
                 self._replace(w, err, load=False)
             try:
                 seconds, nbytes = self.transport.send(self.workers, model, self.version)
             except (ray.exceptions.RayError, RuntimeError) as again:
-                raise TrainingError(f"weight sync to the rollout workers failed: {_first_line(again)}") from None
+                raise TrainingError(f"weight sync to the rollout workers failed: {first_line(again)}") from None
         self.last_sync = {"distributed/sync_s": seconds, "distributed/sync_mb": nbytes / 2**20}
 
     def continue_ids(self, prefixes: list[list[int]], sampling: SamplingParams, seeds: list[int] | None = None):
@@ -160,7 +160,7 @@ class RolloutPool:
                 pending[w] = self._submit(w, shares[w], prefixes, sampling, seeds)
                 continue
             except ray.exceptions.RayTaskError as err:  # the worker raised (it lives): one line, the run stops
-                raise TrainingError(f"rollout worker {w}: {_first_line(err.cause or err)}") from None
+                raise TrainingError(f"rollout worker {w}: {first_line(err.cause or err)}") from None
             if version != self.version:
                 raise TrainingError(
                     f"rollout worker {w} sampled with weights v{version}, the learner's are v{self.version}"
@@ -177,7 +177,7 @@ class RolloutPool:
         """Kill worker ``w`` (dead or hung), start another; ``load``: give it the weights last sent (the
         object-store snapshot, else the synced model: unchanged since, without pipelining)."""
         if self.restarts_left == 0:
-            raise TrainingError(f"rollout worker {w} failed ({_first_line(err)}) and distributed.max_restarts is spent")
+            raise TrainingError(f"rollout worker {w} failed ({first_line(err)}) and distributed.max_restarts is spent")
         self.restarts_left -= 1
         self.restarts += 1
         ray.kill(self.workers[w], no_restart=True)
@@ -213,8 +213,3 @@ def first_row_of_prefix(prefixes: list[list[int]]) -> list[int]:
     """For each row, the index of the first row with the same prefix (sorting by it groups a prompt's rows)."""
     first: dict[tuple[int, ...], int] = {}
     return [first.setdefault(tuple(p), i) for i, p in enumerate(prefixes)]
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

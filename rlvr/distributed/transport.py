@@ -1,7 +1,8 @@
 """Weight transports, learner -> rollout workers (``distributed.transport``).
 
-- ``object_store``: the state dict is put in Ray's object store once; every worker reads it from there
-  (shared memory on one node, Ray's transfer between nodes) and loads it. The default: nothing to set up.
+- ``object_store``: the weights go into Ray's object store once, as one flat buffer per dtype; every
+  worker reads them from there (shared memory on one node, Ray's transfer between nodes) and copies
+  them into its own. The default: nothing to set up.
 - ``broadcast``: a torch.distributed Gloo group of the driver (rank 0) and the workers, separate from the
   learner group (:func:`rlvr.distributed.groups.gloo_group`); the tensors go in buckets of
   ``distributed.bucket_mb``, flattened per dtype. Both sides walk ``state_dict()`` in the same order, so
@@ -19,7 +20,7 @@ import warnings
 import ray
 import torch
 
-from rlvr.distributed.groups import broadcast, buckets, free_port, gloo_group
+from rlvr.distributed.groups import broadcast, buckets, flatten, free_port, gloo_group, unflatten_into
 
 
 def distinct_tensors(model) -> list[torch.Tensor]:
@@ -35,19 +36,14 @@ def distinct_tensors(model) -> list[torch.Tensor]:
 
 def flat_buckets(tensors: list[torch.Tensor], bucket_bytes: int) -> list[torch.Tensor]:
     """``tensors`` (on the CPU) concatenated per :func:`buckets`: one flat tensor per bucket."""
-    return [torch.cat([tensors[i].reshape(-1) for i in b]) for b in buckets(tensors, bucket_bytes)]
+    return [flatten(tensors, b) for b in buckets(tensors, bucket_bytes)]
 
 
 def copy_from_buckets(tensors: list[torch.Tensor], flats: list, bucket_bytes: int) -> None:
     """The inverse of :func:`flat_buckets`, into ``tensors`` in place (``flats``: tensors or arrays)."""
     with torch.no_grad():
         for bucket, flat in zip(buckets(tensors, bucket_bytes), flats, strict=True):
-            flat = torch.as_tensor(flat)
-            start = 0
-            for i in bucket:
-                n = tensors[i].numel()
-                tensors[i].copy_(flat[start : start + n].view_as(tensors[i]))
-                start += n
+            unflatten_into(tensors, bucket, torch.as_tensor(flat))
 
 
 class ObjectStoreTransport:
@@ -100,8 +96,8 @@ class BroadcastTransport:
             self.reset(workers)
         tensors = [t.cpu() for t in distinct_tensors(model)]
         receiving = [w.receive_broadcast.remote(version, self.bucket_bytes) for w in workers]
-        for bucket in buckets(tensors, self.bucket_bytes):
-            broadcast(self.group, torch.cat([tensors[i].reshape(-1) for i in bucket]))
+        for flat in flat_buckets(tensors, self.bucket_bytes):
+            broadcast(self.group, flat)
         ray.get(receiving, timeout=self.timeout_s)
         return time.perf_counter() - started, sum(t.numel() * t.element_size() for t in tensors)
 
@@ -128,12 +124,7 @@ def receive_into(group, model, bucket_bytes: int) -> None:
     with torch.no_grad():
         for bucket in buckets(tensors, bucket_bytes):
             flat = torch.empty(sum(tensors[i].numel() for i in bucket), dtype=tensors[bucket[0]].dtype)
-            broadcast(group, flat)
-            start = 0
-            for i in bucket:
-                n = tensors[i].numel()
-                tensors[i].copy_(flat[start : start + n].view_as(tensors[i]))
-                start += n
+            unflatten_into(tensors, bucket, broadcast(group, flat))
 
 
 TRANSPORTS = {"object_store": ObjectStoreTransport, "broadcast": BroadcastTransport}

@@ -26,7 +26,7 @@ import torch
 from platformdirs import user_cache_dir
 
 from rlvr.atomic import atomic_folder
-from rlvr.errors import ModelError
+from rlvr.errors import ModelError, first_line
 
 EMBEDDED = "smollm2-135m-instruct"
 ALIASES = {"default": EMBEDDED, "embedded": EMBEDDED, "smollm2": EMBEDDED}
@@ -76,8 +76,7 @@ def load_model(name: str, dtype: str = "float32", seed: int = 0):
         tokenizer = load_tokenizer(source, local_files_only=not local)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=not local)
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"cannot load model {name!r}: {first}") from None
+        raise ModelError(f"cannot load model {name!r}: {first_line(err)}") from None
     return model, tokenizer
 
 
