@@ -18,7 +18,9 @@ class DistributedConfig(Section):
     address: str | None = None  # an existing cluster ("auto", or "host:port" of `ray start --head`); None: local
     num_cpus: int | None = Field(None, ge=1)  # CPUs of the local cluster rlvr starts (default: all cores)
     learners: int = Field(1, ge=1)  # learner ranks under torch.distributed (the driver is rank 0)
-    strategy: Literal["ddp"] = "ddp"  # replicated weights, gradients summed over ranks (rlvr.distributed.learner)
+    # ddp: replicated weights, gradients summed over ranks (rlvr.distributed.learner); fsdp2: the decoder
+    # layers' weights, gradients and optimizer state sharded over the ranks (rlvr.distributed.sharding)
+    strategy: Literal["ddp", "fsdp2"] = "ddp"
     learner_cpus: float = Field(1.0, gt=0)  # Ray CPUs reserved per extra learner rank
     rollout_workers: int = Field(1, ge=0)  # Ray actors that generate; 0: the rollout runs in the driver
     worker_cpus: float = Field(1.0, gt=0)  # Ray CPUs reserved per rollout worker
@@ -57,6 +59,15 @@ def check_distributed(config) -> None:
         missing = [need for need, lacking in needs.items() if lacking]
         if missing:
             raise ValueError(f"distributed.max_off_policy_steps=1 needs {'; '.join(missing)}")
+    if d.strategy == "fsdp2":
+        if d.learners < 2:
+            raise ValueError("distributed.strategy=fsdp2 shards over learner ranks: it needs distributed.learners >= 2")
+        for key, on in (
+            ("model.lora_rank", config.model.lora_rank),
+            ("model.gradient_checkpointing", config.model.gradient_checkpointing),
+        ):
+            if on:
+                raise ValueError(f"distributed.strategy=fsdp2 does not take {key} yet; use distributed.strategy=ddp")
     if d.learners > 1:
         blockers = {
             "critic.model": config.critic.model is not None,

@@ -236,15 +236,32 @@ def learner_parts(config: RunConfig):
     if config.model.gradient_checkpointing:
         enable_checkpointing(model)
     model.train()
+    optimizer = make_optimizer(config, model)
+    return model, ref_model, tokenizer, optimizer, make_scheduler(config, optimizer)
+
+
+def make_optimizer(config: RunConfig, model) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters (also over an FSDP2 rank's shards: rlvr.distributed.sharding)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    device = params[0].device
     optim = config.optim
-    optimizer = torch.optim.AdamW(  # fused: one kernel over all parameters (CPU and CUDA) instead of ~10 passes
-        params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay, fused=device.type in ("cpu", "cuda")
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
+    # fused: one kernel over all parameters (CPU and CUDA) instead of ~10 passes; it takes no mix of FSDP2's
+    # sharded parameters and replicated ones, which then step one by one
+    from torch.distributed.tensor import DTensor
+
+    mixed = any(isinstance(p, DTensor) for p in params)
+    fused = device.type in ("cpu", "cuda") and not mixed
+    return torch.optim.AdamW(
+        params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay, fused=fused,
+        foreach=False if mixed else None,
+    )  # fmt: skip
+
+
+def make_scheduler(config: RunConfig, optimizer):
+    optim = config.optim
+    return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(optim.schedule, optim.warmup_steps, mixing.total_updates(config))
     )
-    return model, ref_model, tokenizer, optimizer, scheduler
 
 
 def restore(run: Run, checkpoint: Path) -> None:

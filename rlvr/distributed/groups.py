@@ -97,9 +97,10 @@ def unflatten_into(tensors: list[torch.Tensor], bucket: list[int], flat: torch.T
 class GradientSync:
     """The collectives of one learner rank (see the module docstring); ``group`` is a Gloo (or NCCL) group."""
 
-    def __init__(self, group, bucket_mb: float = 64.0) -> None:
+    def __init__(self, group, bucket_mb: float = 64.0, sharded: bool = False) -> None:
         self.group = group
         self.bucket_bytes = int(bucket_mb * 2**20)
+        self.sharded = sharded  # FSDP2 (rlvr.distributed.sharding): the layers' gradients are reduced by FSDP
 
     @property
     def world(self) -> int:
@@ -113,6 +114,9 @@ class GradientSync:
     def gradients(self, params: list[torch.nn.Parameter]) -> None:
         """Sum every parameter's gradient over the ranks, in buckets; a rank whose rows never reached a
         parameter contributes zeros (its ``grad`` is None until then)."""
+        from torch.distributed.tensor import DTensor
+
+        params = [p for p in params if not isinstance(p, DTensor)]  # FSDP2's shards: reduce-scattered already
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -142,3 +146,22 @@ class GradientSync:
         all_reduce(self.group, values.reshape(-1))
         for n, (s, w) in zip(names, values.tolist(), strict=True):
             sums[n], weights[n] = s, w
+
+    def clip_grad_norm(self, params: list[torch.nn.Parameter], max_norm: float) -> float:
+        """The summed gradients' norm, clipped to ``max_norm`` (as ``torch.nn.utils.clip_grad_norm_``)."""
+        if self.sharded:
+            from rlvr.distributed.sharding import clip_grad_norm
+
+            return clip_grad_norm(params, max_norm, self.group)
+        return torch.nn.utils.clip_grad_norm_(params, max_norm).item()
+
+    def padding(self, count: int, templates: list) -> list:
+        """FSDP2: every layer's forward and backward is a collective, so every rank runs as many
+        micro-batches as the rank with the most; the extra ones are ``templates`` again, which the
+        update weights zero. DDP: none (its only collectives come after the backward passes)."""
+        if not self.sharded:
+            return []
+        most = int(all_reduce(self.group, torch.tensor([count], dtype=torch.int64), dist.ReduceOp.MAX).item())
+        if most > count and not templates:
+            raise RuntimeError("an FSDP2 rank has no rows to pad its micro-batches with")
+        return [templates[i % len(templates)] for i in range(most - count)]

@@ -16,8 +16,13 @@ Faults: a rank that dies (or a collective that outlasts ``distributed.timeout_s`
 a one-line :class:`rlvr.errors.TrainingError` naming the rank; ``rlvr train --resume RUN`` continues from
 the last checkpoint, which rank 0 writes in the one-process format (the replicas are equal).
 
-Limits: replicated weights (DDP's memory per rank), no sharding of parameters or optimizer state;
-the critic, SFT stages and SFT+RL mixing run only in one process (refused at load).
+``strategy: ddp`` replicates the weights; ``strategy: fsdp2`` shards the decoder layers' weights,
+gradients and optimizer state over the ranks (:mod:`rlvr.distributed.sharding`): rank 0 then trains its
+own sharded copy, the ranks all-gather the new layers after every optimizer step and rank 0 copies them
+into the run's full policy, which the rollout, eval and checkpoints read; checkpoints gather the
+optimizer state into the one-process format.
+
+Limits: the critic, SFT stages and SFT+RL mixing run only in one process (refused at load).
 """
 
 import ray
@@ -36,26 +41,57 @@ class LearnerRank:
         self.config = worker_config(config_yaml, threads)
         self.model, self.ref_model, self.tokenizer, self.optimizer, self.scheduler = learner_parts(self.config)
         d = self.config.distributed
-        self.sync = GradientSync(gloo_group(host, port, rank, world, d.timeout_s), d.bucket_mb)
+        self.sharded = d.strategy == "fsdp2"
+        if self.sharded:
+            from rlvr.distributed.sharding import world_group
+
+            group = world_group(host, port, rank, world, d.timeout_s, next(self.model.parameters()).device)
+        else:
+            group = gloo_group(host, port, rank, world, d.timeout_s)
+        self.sync = GradientSync(group, d.bucket_mb, sharded=self.sharded)
 
     def ready(self) -> bool:
         return True
 
     def load(self, model_state: dict, optimizer_state: dict, scheduler_state: dict) -> None:
-        """Become rank 0's exact replica (at start, and after a resume)."""
+        """Become rank 0's exact replica (DDP), or take this rank's shard of its state (FSDP2), once at start
+        (a resumed run has loaded its checkpoint into rank 0 by then)."""
+        if self.sharded:
+            from rlvr.distributed.sharding import sharded_parts
+
+            self.model, self.optimizer, self.scheduler = sharded_parts(
+                self.config, self.model, model_state, optimizer_state, scheduler_state
+            )
+            return
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(optimizer_state)
         self.scheduler.load_state_dict(scheduler_state)
 
-    def update(self, completions, per_token: dict, settings, max_grad_norm: float, step: int, step_scheduler: bool):
+    def update(
+        self, completions, per_token: dict, settings, max_grad_norm: float, step: int, step_scheduler: bool,
+        padding_only: bool = False,
+    ):  # fmt: skip
+        """This rank's share of one optimizer step. ``padding_only`` (FSDP2, a rank without rows): the rows are
+        another rank's, run to join the layers' collectives and weighted zero."""
         from rlvr.learner.settings import micro_batches
         from rlvr.learner.update import update_step
 
         micro = micro_batches(self, completions, per_token) if completions else []  # cut as rank 0 cuts its share
-        return update_step(
-            self.model, self.ref_model, self.optimizer, self.scheduler, micro, settings, max_grad_norm, step,
-            step_scheduler, sync=self.sync,
+        metrics = update_step(
+            self.model, self.ref_model, self.optimizer, self.scheduler, [] if padding_only else micro, settings,
+            max_grad_norm, step, step_scheduler, sync=self.sync, padding=micro if padding_only else (),
         )  # fmt: skip
+        if self.sharded:
+            from rlvr.distributed.sharding import full_state
+
+            full_state(self.model)  # rank 0 gathers the new layers into the run's policy
+        return metrics
+
+    def optimizer_state(self) -> None:
+        """FSDP2: join rank 0's gather of the optimizer state for a checkpoint."""
+        from rlvr.distributed.sharding import full_optimizer_state
+
+        full_optimizer_state(self.optimizer)
 
     def model_state(self) -> dict:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -79,15 +115,32 @@ class LearnerGroup:
         threads = run.config.train.threads or max(1, int(d.learner_cpus))  # the ranks compute at the same time
         self.ranks = [remote.remote(text, r, world, host, port, threads) for r in range(1, world)]
         # rank 0 joins here; the constructor returns once every rank has joined
-        self.sync = GradientSync(gloo_group(host, port, 0, world, d.timeout_s), d.bucket_mb)
+        self.sharded = d.strategy == "fsdp2"
+        self.local = None  # FSDP2: rank 0's (model, optimizer, scheduler) over its shards
+        if self.sharded:
+            from rlvr.distributed.sharding import world_group
+
+            group = world_group(host, port, 0, world, d.timeout_s, next(run.model.parameters()).device)
+        else:
+            group = gloo_group(host, port, 0, world, d.timeout_s)
+        self.sync = GradientSync(group, d.bucket_mb, sharded=self.sharded)
         self._get([r.ready.remote() for r in self.ranks], "start")
         self.load(run)
 
     def load(self, run) -> None:
-        """Ranks 1..N-1 take rank 0's weights, optimizer and schedule state (object store, one copy)."""
-        model = ray.put({k: v.detach().cpu() for k, v in run.model.state_dict().items()})
-        optimizer, scheduler = ray.put(run.optimizer.state_dict()), ray.put(run.scheduler.state_dict())
-        self._get([r.load.remote(model, optimizer, scheduler) for r in self.ranks], "load the weights")
+        """Ranks 1..N-1 take rank 0's weights, optimizer and schedule state (object store, one copy);
+        under FSDP2 every rank, rank 0 too, keeps its shard of them."""
+        model_state = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
+        optimizer_state, scheduler_state = run.optimizer.state_dict(), run.scheduler.state_dict()
+        model, optimizer, scheduler = ray.put(model_state), ray.put(optimizer_state), ray.put(scheduler_state)
+        futures = [r.load.remote(model, optimizer, scheduler) for r in self.ranks]
+        if self.sharded:
+            from rlvr.distributed.sharding import replica_of, sharded_parts
+
+            self.local = sharded_parts(run.config, replica_of(run.model), model_state, optimizer_state, scheduler_state)
+            run.optimizer.state.clear()  # the full copy is never stepped; checkpoints gather the shards instead
+            run.state["optimizer"] = GatheredOptimizer(self)
+        self._get(futures, "load the weights")
 
     def update(self, run, completions, per_token: dict, settings, step: int, step_scheduler: bool = True):
         """One optimizer step over ``completions`` with all ranks; returns rank 0's (summed) metrics."""
@@ -101,19 +154,32 @@ class LearnerGroup:
         futures = []
         for rank, actor in zip(range(1, self.world), self.ranks, strict=True):
             mine = shares[rank]
+            padding_only = self.sharded and not mine  # see padding below
+            mine = [0] if padding_only else mine
             part = {k: v[mine] for k, v in per_token.items()}
             futures.append(
-                actor.update.remote([completions[i] for i in mine], part, settings, max_norm, step, step_scheduler)
+                actor.update.remote(
+                    [completions[i] for i in mine], part, settings, max_norm, step, step_scheduler, padding_only
+                )
             )
         own = shares[0]
         micro = (
             micro_batches(run, [completions[i] for i in own], {k: v[own] for k, v in per_token.items()}) if own else []
         )
+        padding = []
+        if self.sharded and not own:  # every FSDP2 rank runs the layers: a rank without rows runs others', weighted 0
+            padding = micro_batches(run, completions[:1], {k: v[:1] for k, v in per_token.items()})
+        model, optimizer, scheduler = self.local or (run.model, run.optimizer, run.scheduler)
         try:
             metrics = update_step(
-                run.model, run.ref_model, run.optimizer, run.scheduler, micro, settings, max_norm,
-                step, step_scheduler, sync=self.sync,
+                model, run.ref_model, optimizer, scheduler, micro, settings, max_norm,
+                step, step_scheduler, sync=self.sync, padding=padding,
             )  # fmt: skip
+            if self.sharded:
+                from rlvr.distributed.sharding import copy_into, full_state
+
+                copy_into(run.model, full_state(model))  # the run's full policy: rollout, eval, checkpoints
+                run.scheduler.load_state_dict(scheduler.state_dict())
         except TrainingError:  # a non-finite gradient norm: every rank saw the same sum and stops alike
             raise
         except Exception as err:  # rank 0 failed, or a collective timed out or lost a peer
@@ -129,7 +195,17 @@ class LearnerGroup:
         return metrics
 
     def model_states(self) -> list[dict]:
+        """DDP: the replicas of ranks 1..N-1 (tests check they stay equal to rank 0's)."""
         return self._get([r.model_state.remote() for r in self.ranks], "read the weights")
+
+    def optimizer_state(self) -> dict:
+        """FSDP2: the optimizer state gathered from the shards, in the one-process format."""
+        from rlvr.distributed.sharding import full_optimizer_state
+
+        futures = [r.optimizer_state.remote() for r in self.ranks]
+        state = full_optimizer_state(self.local[1])
+        self._get(futures, "gather the optimizer state")
+        return state
 
     def _get(self, futures, what: str):
         try:
@@ -147,6 +223,24 @@ class LearnerGroup:
         for r in self.ranks:
             ray.kill(r)
         self.ranks = []
+        if self.sharded:
+            from rlvr.distributed.sharding import close_world
+
+            close_world()
+
+
+class GatheredOptimizer:
+    """FSDP2: stands for the run's optimizer in its checkpointed state (``run.state["optimizer"]``): saving
+    gathers the shards into the one-process format. Loading happens before the group starts (resume)."""
+
+    def __init__(self, group: LearnerGroup) -> None:
+        self.group = group
+
+    def state_dict(self) -> dict:
+        return self.group.optimizer_state()
+
+    def load_state_dict(self, state: dict) -> None:
+        raise RuntimeError("an FSDP2 run loads its optimizer state before its learner group starts")
 
 
 def failed_rank(futures) -> int | str:

@@ -85,12 +85,15 @@ def update_step(
     step: int,
     step_scheduler: bool = True,
     sync=None,
+    padding: list[MicroBatch] = (),
 ) -> dict[str, float]:
     """One optimizer step over ``micro_batches`` (gradient accumulation); returns metrics.
     ``step_scheduler=False``: an extra update the learning-rate schedule does not count (ReLIFT's).
     ``sync`` (a :class:`rlvr.distributed.groups.GradientSync`): this rank's share of the step's rows; the
     normalizers, gradients and metrics are summed over the ranks, so every rank takes the optimizer step
-    one process would take over all the rows (a rank may hold no rows)."""
+    one process would take over all the rows (a rank may hold no rows). Under FSDP2 every rank runs as many
+    micro-batches (:meth:`~rlvr.distributed.groups.GradientSync.padding`): the extra ones, and ``padding``
+    (other ranks' rows sent to a rank that has none), run forward and backward weighted zero."""
     from rlvr.algos.losses import truncated_is_weights
 
     policy_loss = bound(POLICY_LOSSES, settings.policy_loss)
@@ -104,12 +107,17 @@ def update_step(
     sft_tokens = float(sum((mb.mask * mb.sft).sum().item() for mb in micro_batches))
     if sync is not None:
         batch_tokens, batch_sequences, sft_tokens = sync.totals(batch_tokens, batch_sequences, sft_tokens)
+    counted = len(micro_batches)
+    if sync is not None:  # FSDP2: as many layer passes (collectives) as every other rank
+        micro_batches = [*micro_batches, *sync.padding(counted, micro_batches[-1:] or list(padding))]
     sums: dict[str, float] = defaultdict(float)
     weights: dict[str, float] = defaultdict(float)
+    live = True  # False on padding micro-batches: they count nowhere
 
     def record(name: str, value: float, weight: float) -> None:
-        sums[name] += value * weight
-        weights[name] += weight
+        if live:
+            sums[name] += value * weight
+            weights[name] += weight
 
     total_loss = 0.0
     device = next(model.parameters()).device
@@ -129,7 +137,8 @@ def update_step(
                 ref_prompts, _ = prompts_of_step(body_and_head(ref_model)[0], micro_batches, device)
         # the fused head's weight is reordered for oneDNN once for all micro-batches (it changes at the optimizer step)
         with head_weight_once(head, autocast_dtype(device), settings.fp32_logits):
-            for mb, prompt_of in zip(micro_batches, rows_prompt, strict=True):
+            for index, (mb, prompt_of) in enumerate(zip(micro_batches, rows_prompt, strict=True)):
+                live = index < counted
                 mb = mb.to(device)
                 rl_mask = mb.mask * (1 - mb.sft)  # [n, T] tokens of the RL loss (on- and off-policy rows)
                 has_rl = bool(rl_mask.any())  # a micro-batch of demonstrations alone skips the RL-only passes
@@ -194,9 +203,11 @@ def update_step(
                         record(name, value, demo_tokens)
                 if not torch.isfinite(loss) and sync is None:  # ranks: the summed gradient norm stops all of them
                     raise TrainingError(f"step {step}: the loss is {loss.item()} (non-finite); no update was applied")
+                if not live:
+                    loss = loss * 0.0  # the layers' collectives run; the gradient does not change
                 with no_autocast(device):
                     loss.backward()
-                total_loss += loss.item()
+                total_loss += loss.item() if live else 0.0
                 for name, value in loss_metrics.items():
                     record(name, value, tokens)
                 record("entropy", (entropy.detach() * on_policy).sum().item() / max(tokens, 1), tokens)
@@ -210,7 +221,9 @@ def update_step(
         sync.gradients(params)
         (total_loss,) = sync.totals(total_loss)
         sync.metrics(sums, weights)
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm).item()
+        grad_norm = sync.clip_grad_norm(params, max_grad_norm)
+    else:
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm).item()
     if not torch.isfinite(torch.tensor(grad_norm)):
         optimizer.zero_grad(set_to_none=True)
         raise TrainingError(f"step {step}: the gradient norm is {grad_norm} (non-finite); no update was applied")

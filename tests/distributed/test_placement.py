@@ -79,6 +79,41 @@ def test_a_rank_without_rows_still_joins_the_step(cluster, tiny_config_module, t
     assert_same_run(single, ranks, rel=1e-4, abs=1e-6)
 
 
+FSDP2 = (*RAY, *HALF, "distributed.learners=2", "distributed.strategy=fsdp2")
+SLOW = (*STEPS, "optim.lr=0.001")  # see test_two_learner_ranks_and_two_workers_match_one_process
+
+
+@pytest.fixture(scope="module")
+def fsdp2_run(cluster, tmp_path_factory, tiny_config_module):
+    return train(tiny_config_module(*SLOW, *FSDP2, "distributed.rollout_workers=2"), tmp_path_factory.mktemp("fsdp2"))
+
+
+def test_fsdp2_ranks_match_one_process(fsdp2_run, tiny_config_module, tmp_path):
+    single = train(tiny_config_module(*SLOW), tmp_path / "none")
+    assert_same_run(single, fsdp2_run, rel=1e-4, abs=1e-6)
+
+
+def test_fsdp2_killed_driver_resumes_exactly(fsdp2_run, tiny_config_module, tmp_path):
+    """The checkpoint gathers the sharded optimizer state; the resumed ranks shard it again."""
+    overrides = (*SLOW, *FSDP2, "distributed.rollout_workers=2")
+    stopped = train(tiny_config_module(*overrides), tmp_path / "resumed", stop_after=2)
+    resumed = train(tiny_config_module(*overrides), stopped, resume=True)
+    assert_same_run(fsdp2_run, resumed)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [("rollout.group_size=7", "train.mini_batches=4", "train.micro_batch_size=1"),  # 7 rows: 4 micro-batches against 3
+     ("train.mini_batches=32",)],  # one row an update: the other rank runs it weighted zero
+    ids=["uneven", "empty"],
+)  # fmt: skip
+def test_fsdp2_ranks_with_fewer_or_no_rows_join_every_layer_pass(cluster, tiny_config_module, tmp_path, layout):
+    slow = ("train.steps=2", "checkpoint.export_final=false", "optim.lr=0.001", "algo.kl_coef=0.1", *layout)
+    single = train(tiny_config_module(*slow), tmp_path / "none")
+    ranks = train(tiny_config_module(*slow, *FSDP2), tmp_path / "ranks")
+    assert_same_run(single, ranks, rel=1e-4, abs=1e-6)
+
+
 def test_broadcast_transport_and_a_killed_driver_resume_exactly(cluster, single, tiny_config_module, tmp_path):
     overrides = (*STEPS, *RAY, "distributed.transport=broadcast")
     stopped = train(tiny_config_module(*overrides), tmp_path / "resumed", stop_after=2)
@@ -154,6 +189,10 @@ def test_config_refusals():
         load_config("ppo", ["distributed.backend=ray", "distributed.learners=2"])
     with pytest.raises(ConfigError, match="max_off_policy_steps"):
         load_config(None, ["distributed.backend=ray", "distributed.max_off_policy_steps=1"])
+    with pytest.raises(ConfigError, match="fsdp2 shards over learner ranks: it needs distributed.learners >= 2"):
+        load_config(None, [*RAY, "distributed.strategy=fsdp2"])
+    with pytest.raises(ConfigError, match="fsdp2 does not take model.lora_rank"):
+        load_config(None, [*RAY, "distributed.learners=2", "distributed.strategy=fsdp2", "model.lora_rank=8"])
 
 
 PIPELINED = (*RAY, "distributed.max_off_policy_steps=1", "algo.tis_cap=2.0")
