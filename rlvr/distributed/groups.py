@@ -9,11 +9,13 @@ a learner group and a separate rollout-broadcast group, and a test can build and
 SFT tokens), sum the accumulated gradients in buckets, sum the metrics. Every rank's loss is divided by
 the whole step's counts, so the summed gradient equals the one-process gradient of the same rows.
 
-Why not ``DistributedDataParallel`` or ``fully_shard``: both reduce gradients from hooks that their
-wrapper's ``forward`` arms, and rlvr's update does not run ``model.forward`` (the prompts run once per
-step, completions packed, the LM head fused: :mod:`rlvr.learner.update`). The reduction is DDP's with
-``no_sync`` on every micro-batch but the last (one bucketed all-reduce per optimizer step, no overlap
-with the backward), done with torch.distributed's own collective.
+Why not ``DistributedDataParallel``: it reduces gradients from hooks that its wrapper's ``forward`` arms,
+and rlvr's update does not run ``model.forward`` (the prompts run once per step, completions packed,
+the LM head fused: :mod:`rlvr.learner.update`). The reduction is DDP's with ``no_sync`` on every
+micro-batch but the last (one bucketed all-reduce per optimizer step, no overlap with the backward),
+done with torch.distributed's own collective. FSDP2 (:mod:`rlvr.distributed.sharding`) hooks each
+decoder layer's own forward, which the update does call; there this class sums only the replicated
+parameters' gradients, pads the micro-batch counts and clips the mixed norm.
 """
 
 import datetime

@@ -137,18 +137,35 @@ def masked_attention(query, keys, values, mask, dropout: float, scaling) -> torc
     return out.to(dtype) if upcast else out
 
 
+class Passthrough:
+    """Carries a :class:`PromptCapture` or :class:`RowLayout` through a model's forward keywords to
+    :func:`rows_attention` untouched. FSDP2 rebuilds every dataclass among a sharded layer's inputs
+    that holds tensors requiring grad (to hook them for its post-backward), so a record passed bare
+    would be copied per layer and the layers would write their keys into the copies."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record) -> None:
+        self.record = record
+
+
+def passed(kwargs: dict, name: str):
+    value = kwargs.get(name)
+    return value.record if isinstance(value, Passthrough) else value
+
+
 def rows_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """transformers attention function (``AttentionInterface``) for packed completions (layout in
     the ``rlvr_rows`` keyword, which transformers passes through to attention) and for prompt
     passes that keep their keys/values (``rlvr_prompts``, a :class:`PromptCapture`)."""
     if kwargs.get("sliding_window") or kwargs.get("softcap"):
         raise RuntimeError("packed completions do not support sliding-window or soft-capped attention")
-    capture: PromptCapture | None = kwargs.get("rlvr_prompts")
+    capture: PromptCapture | None = passed(kwargs, "rlvr_prompts")
     if capture is not None:
         capture.keys[module.layer_idx], capture.values[module.layer_idx] = key, value
         out = masked_attention(query, key, value, capture.mask, dropout, scaling)
         return out.transpose(1, 2), None
-    layout: RowLayout | None = kwargs.get("rlvr_rows")
+    layout: RowLayout | None = passed(kwargs, "rlvr_rows")
     if layout is None:
         raise RuntimeError(f"the {ROWS_ATTENTION!r} attention needs rlvr_rows or rlvr_prompts (set by rlvr)")
     layer = module.layer_idx

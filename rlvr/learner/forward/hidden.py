@@ -15,7 +15,15 @@ import torch
 
 from rlvr.errors import TrainingError
 from rlvr.hf_compat import cache_from, cache_kwargs, output_cache
-from rlvr.learner.forward.attention import PromptCapture, RowLayout, checkpointing, masked_gqa, packable, row_attention
+from rlvr.learner.forward.attention import (
+    Passthrough,
+    PromptCapture,
+    RowLayout,
+    checkpointing,
+    masked_gqa,
+    packable,
+    row_attention,
+)
 from rlvr.precision import autocast_dtype
 
 if TYPE_CHECKING:
@@ -74,7 +82,7 @@ def captured_prompts(body, prompt_ids, prompt_mask, positions) -> PromptStates:
     seen = (causal & real.unsqueeze(1)) | torch.eye(width, dtype=torch.bool, device=prompt_ids.device)
     capture = PromptCapture(seen.unsqueeze(1))  # [g, 1, P, P]
     with row_attention(body):
-        out = body(input_ids=prompt_ids, position_ids=positions, use_cache=False, rlvr_prompts=capture)
+        out = body(input_ids=prompt_ids, position_ids=positions, use_cache=False, rlvr_prompts=Passthrough(capture))
     layers = body.config.num_hidden_layers
     if len(capture.keys) != layers:
         raise TrainingError("model.gradient_checkpointing: attention ran outside rlvr in some layers; turn it off")
@@ -154,7 +162,7 @@ def packed_completion_hidden(body, prompts: PromptStates, prompt_of, targets, to
             input_ids=targets[:, :-1].flatten().index_select(0, slot).unsqueeze(0),
             position_ids=positions.flatten().index_select(0, slot).unsqueeze(0),
             use_cache=False,
-            rlvr_rows=layout,
+            rlvr_rows=Passthrough(layout),
         ).last_hidden_state[0]  # [N, H]
     if len(layout.layers_run) != len(layout.keys):
         raise TrainingError(
