@@ -18,7 +18,7 @@ the last checkpoint, which rank 0 writes in the one-process format (the replicas
 
 ``strategy: ddp`` replicates the weights; ``strategy: fsdp2`` shards the decoder layers' weights,
 gradients and optimizer state over the ranks (:mod:`rlvr.distributed.sharding`): rank 0 then trains its
-own sharded copy, the ranks all-gather the new layers after every optimizer step and rank 0 copies them
+own sharded copy, after every optimizer step the ranks gather the new layers to rank 0
 into the run's full policy, which the rollout, eval and checkpoints read; checkpoints gather the
 optimizer state into the one-process format.
 
@@ -82,9 +82,9 @@ class LearnerRank:
             max_grad_norm, step, step_scheduler, sync=self.sync, padding=micro if padding_only else (),
         )  # fmt: skip
         if self.sharded:
-            from rlvr.distributed.sharding import full_state
+            from rlvr.distributed.sharding import gather_into
 
-            full_state(self.model)  # rank 0 gathers the new layers into the run's policy
+            gather_into(self.model)  # rank 0 gathers the new layers into the run's policy
         return metrics
 
     def optimizer_state(self) -> None:
@@ -176,9 +176,9 @@ class LearnerGroup:
                 step, step_scheduler, sync=self.sync, padding=padding,
             )  # fmt: skip
             if self.sharded:
-                from rlvr.distributed.sharding import copy_into, full_state
+                from rlvr.distributed.sharding import gather_into
 
-                copy_into(run.model, full_state(model))  # the run's full policy: rollout, eval, checkpoints
+                gather_into(model, run.model)  # the run's full policy: rollout, eval, checkpoints
                 run.scheduler.load_state_dict(scheduler.state_dict())
         except TrainingError:  # a non-finite gradient norm: every rank saw the same sum and stops alike
             raise

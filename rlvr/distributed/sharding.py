@@ -11,7 +11,7 @@ where an FSDP unit would hold only its shard. In the 135M model the layers are 8
 Rank 0 lives in the driver beside the run's full, unsharded policy (``run.model``), which everything
 outside the optimizer step reads as in one process: the rollout engine and its weight sync, eval,
 the trainer's old log-probs, the checkpoint's weights. After every optimizer step the ranks
-all-gather the new layers (:func:`full_state`) and rank 0 copies them into ``run.model`` (the role a
+gather the new layers to rank 0 into ``run.model`` (:func:`gather_into`) (the role a
 colocated vLLM's own copy of the weights plays in verl). So rank 0 holds the full weights once plus its
 shard with its gradients and optimizer state; ranks 1..N-1 hold only shards (and the replicated
 embedding and norm).
@@ -147,11 +147,27 @@ def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float, group: Gro
     return total
 
 
-def copy_into(full_model, state: dict[str, torch.Tensor]) -> None:
-    """Rank 0: the gathered weights into the run's full policy, in place."""
+def gather_into(model, target=None) -> None:
+    """After an optimizer step: every sharded parameter's shards gathered to rank 0 into ``target``'s
+    parameter of the same name, one parameter at a time; the replicated ones copied there (a collective:
+    the other ranks pass no target and hold one padded shard at a time, where :func:`full_state` would
+    give every rank the whole model). FSDP2 splits dimension 0 as ``torch.chunk`` does."""
+    world, rank = dist.get_world_size(), dist.get_rank()
+    targets = dict(target.named_parameters()) if target is not None else {}
     with torch.no_grad():
-        for name, p in full_model.named_parameters():
-            p.copy_(state[name])
+        for name, p in model.named_parameters():
+            if not is_sharded(p):
+                if target is not None:
+                    targets[name].copy_(p)  # equal on every rank
+                continue
+            local = p.to_local()
+            rows = -(-p.shape[0] // world)
+            padded = local.new_zeros((rows, *p.shape[1:]))
+            padded[: local.shape[0]] = local
+            parts = [torch.empty_like(padded) for _ in range(world)] if rank == 0 else None
+            dist.gather(padded, parts, dst=0)
+            if rank == 0:
+                targets[name].copy_(torch.cat(parts)[: p.shape[0]])
 
 
 def replica_of(model):

@@ -15,7 +15,8 @@ def tiny_llama():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=33,  # 33: uneven shards
+                         num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)  # fmt: skip
     return LlamaForCausalLM(config)
 
@@ -28,11 +29,19 @@ def loss_of(model, rank: int) -> torch.Tensor:
 
 def rank_main(rank: int, port: int, results) -> None:
     from rlvr.distributed.groups import GradientSync
-    from rlvr.distributed.sharding import full_optimizer_state, full_state, load_optimizer_state, shard, world_group
+    from rlvr.distributed.sharding import (
+        full_optimizer_state,
+        full_state,
+        gather_into,
+        load_optimizer_state,
+        shard,
+        world_group,
+    )  # fmt: skip
 
     group = world_group("127.0.0.1", port, rank, WORLD, 60, torch.device("cpu"))
     model = tiny_llama()
     full_numel = {n: p.numel() for n, p in model.named_parameters()}
+    rows = {n: p.shape[0] for n, p in model.named_parameters()}
     shard(model, torch.device("cpu"))
     local = {n: (p.to_local() if hasattr(p, "to_local") else p).numel() for n, p in model.named_parameters()}
     sync = GradientSync(group, sharded=True)
@@ -51,9 +60,12 @@ def rank_main(rank: int, port: int, results) -> None:
     load_optimizer_state(fresh, state)
     again = full_optimizer_state(fresh)
     weights = full_state(model)
+    gathered = tiny_llama() if rank == 0 else None
+    gather_into(model, gathered)  # to rank 0 only
     if rank == 0:
+        assert all(torch.equal(p, weights[n]) for n, p in gathered.named_parameters())
         results.put({
-            "full": full_numel, "local": local, "norm": norm,
+            "full": full_numel, "rows": rows, "local": local, "norm": norm,
             "grads": {n: g.numpy() for n, g in grads.items()},
             "weights": {n: w.detach().numpy() for n, w in weights.items()},
             "state": {i: s["exp_avg"].numpy() for i, s in state["state"].items()},
@@ -93,7 +105,8 @@ def one_process():
 
 def test_each_rank_holds_half_of_every_layer_and_all_of_the_embedding(sharded):
     for name, n in sharded["full"].items():
-        expected = n if not name.startswith("model.layers.") else n // WORLD  # every dimension 0 is even here
+        rows = sharded["rows"][name]
+        expected = n if not name.startswith("model.layers.") else -(-rows // WORLD) * (n // rows)  # rank 0's chunk
         assert sharded["local"][name] == expected, name
 
 
