@@ -80,12 +80,14 @@ def compute_dtype(precision: Precision) -> torch.dtype:
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
-def autocast(device: torch.device | str, precision: Precision):
-    """A block whose forward passes compute in ``precision``: ``torch.autocast`` for bf16, nothing for fp32."""
+def autocast(device: torch.device | str, precision: Precision, cache_weights: bool = True):
+    """A block whose forward passes compute in ``precision``: ``torch.autocast`` for bf16, nothing for fp32.
+    ``cache_weights=False`` casts a weight at every use: FSDP2's layers gather their weights again for
+    every pass, so autocast's cache (kept until the block ends) would hold one bf16 copy per pass."""
     device_type = torch.device(device).type
     if precision == "fp32":
         return nullcontext()
-    return torch.autocast(device_type, dtype=compute_dtype(precision))
+    return torch.autocast(device_type, dtype=compute_dtype(precision), cache_enabled=cache_weights)
 
 
 def no_autocast(device: torch.device | str):

@@ -125,7 +125,8 @@ def update_step(
     body, head = body_and_head(model)
     # one autocast block for the whole step: each weight is cast to bf16 once, for every micro-batch;
     # the backward passes run outside it (no_autocast), in the dtypes the forward chose
-    with autocast(device, settings.precision), through_recompute(body):
+    sharded = sync is not None and sync.sharded  # FSDP2: a weight's bf16 copy lives as long as its pass
+    with autocast(device, settings.precision, cache_weights=not sharded), through_recompute(body):
         # the prompts' forward once; their backward once, after every micro-batch's
         if micro_batches:
             prompts, leaves, rows_prompt = trained_prompts_of_step(body, micro_batches, device, settings.shared_prompt)
