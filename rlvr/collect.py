@@ -46,6 +46,7 @@ def collect(
     step: int = 1,
     scaffold=None,
     version: int | None = None,
+    scorer=score,
 ) -> StepBatch:
     """Roll out ``prompts_per_step`` groups and score what the model wrote; with dynamic sampling,
     replace groups whose rewards all agree (they carry no gradient) by fresh prompts. ``demos`` (a
@@ -53,7 +54,8 @@ def collect(
     or ``sft.prefix_rollouts`` ask for it (:mod:`rlvr.demos.guided`). ``rollout.allocation`` sizes
     each group (:mod:`rlvr.samplers.allocation`); ``scaffold`` (a :class:`HintScaffold`) hints the
     groups the policy cannot solve. ``version``: the optimizer steps in the weights that sample (default
-    ``step - 1``; one less when the step was generated ahead, :mod:`rlvr.distributed.pipeline`)."""
+    ``step - 1``; one less when the step was generated ahead, :mod:`rlvr.distributed.pipeline`). ``scorer``:
+    :func:`rlvr.rewards.score` or a function with its signature (:mod:`rlvr.distributed.reward_pool`)."""
     version = step - 1 if version is None else version
     prompts = cfg.rollout.prompts_per_step
     kept: list[Completion] = []
@@ -85,12 +87,12 @@ def collect(
         completions = [c for g in groups for c in g]
         group_sizes = [len(g) for g in groups]
         rolled = time.perf_counter()
-        totals, parts = score(completions, None, terms, verifier=verifier, group_size=group_sizes)
+        totals, parts = scorer(completions, None, terms, verifier=verifier, group_size=group_sizes)
         hinted = [b for b, g in enumerate(groups) if g[0].hint_level]
         bare: dict[int, tuple[list[Completion], list[float], dict[str, list[float]]]] = {}
         if hinted:  # the groups as sampled from the bare prompt: metrics and the sampler see those
             plain = [c for b in hinted for c in originals[b]]
-            plain_totals, plain_parts = score(plain, None, terms, verifier=verifier,
+            plain_totals, plain_parts = scorer(plain, None, terms, verifier=verifier,
                                               group_size=[len(originals[b]) for b in hinted])  # fmt: skip
             start = 0
             for b in hinted:

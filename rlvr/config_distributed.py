@@ -29,7 +29,9 @@ class DistributedConfig(Section):
     transport: Literal["object_store", "broadcast"] = "object_store"  # learner -> rollout weights
     bucket_mb: float = Field(64.0, gt=0)  # weight and gradient messages are cut into buckets of this size
     timeout_s: float = Field(600.0, gt=0)  # every remote call and collective
-    max_restarts: int = Field(3, ge=0)  # rollout workers replaced per run before the run stops
+    max_restarts: int = Field(3, ge=0)  # rollout workers replaced per run (reward tasks rerun per call) before it stops
+    reward_workers: int = Field(0, ge=0)  # Ray tasks that score a step's groups (reward_pool.py); 0: in the driver
+    reward_cpus: float = Field(1.0, gt=0)  # Ray CPUs per reward task
     max_logprob_mismatch: float | None = Field(None, gt=0)  # stop when rollout and learner log-probs differ more
     max_off_policy_steps: int = Field(0, ge=0, le=1)  # 1: step k+1 generates while step k trains (pipeline.py)
 
@@ -38,7 +40,7 @@ def check_distributed(config) -> None:
     """What the learner group cannot do yet: each refused with the key that asks for it."""
     d = config.distributed
     if d.backend == "none":
-        for key in ("learners", "rollout_workers", "max_off_policy_steps"):
+        for key in ("learners", "rollout_workers", "max_off_policy_steps", "reward_workers"):
             if key in d.model_fields_set and getattr(d, key) != DistributedConfig.model_fields[key].default:
                 raise ValueError(f"distributed.{key} needs distributed.backend=ray")
         return

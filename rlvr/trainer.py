@@ -27,6 +27,7 @@ from rlvr.learner.microbatch import forwarded_tokens
 from rlvr.learner.passes import reference_kl, token_width, trainer_old_logprobs
 from rlvr.learner.settings import loss_settings, micro_batches
 from rlvr.learner.update import update_step
+from rlvr.rewards import score
 from rlvr.rewards.mix import verifier_reward
 from rlvr.rollout import SamplingParams
 from rlvr.rollout.seeds import derive_seed
@@ -135,9 +136,10 @@ def train_step(run: Run) -> dict[str, float]:
 def collect_step(run: Run, terms, step: int, version: int | None = None):
     """Step ``step``'s rollouts, scored and filtered (:func:`rlvr.collect.collect`)."""
     cfg = run.config
+    pool = run.placement.rewards if run.placement is not None else None
     return collect(
         cfg, run.engine, run.sampler, run.train_set, run.verifier, rollout_sampling(cfg, step), terms, run.demos,
-        step=step, scaffold=run.scaffold, version=version,
+        step=step, scaffold=run.scaffold, version=version, scorer=pool.score if pool is not None else score,
     )  # fmt: skip
 
 

@@ -7,10 +7,12 @@ Roles, as in verl, OpenRLHF and SkyRL:
 - the *learner group* (:mod:`rlvr.distributed.learner`): ``distributed.learners`` ranks summing each
   step's gradients over a torch.distributed group;
 - the *rollout pool* (:mod:`rlvr.distributed.rollout_pool`): ``distributed.rollout_workers`` Ray actors
-  behind the rollout-engine protocol, synced through a transport (:mod:`rlvr.distributed.transport`).
+  behind the rollout-engine protocol, synced through a transport (:mod:`rlvr.distributed.transport`);
+- the *reward pool* (:mod:`rlvr.distributed.reward_pool`): with ``distributed.reward_workers``, a step's
+  scoring as Ray tasks over runs of whole groups.
 
-Reward functions and tool calls run in the driver as in one process (tools already in a thread pool
-with timeouts, ``tools.workers``). With ``backend: none`` this package is never imported.
+Tool calls run where the rollout runs (in a thread pool with timeouts, ``tools.workers``). With
+``backend: none`` this package is never imported.
 """
 
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ class Placement:
     started_ray: bool
     pool: object | None = None
     learners: object | None = None
+    rewards: object | None = None  # a RewardPool: the step's scoring as Ray tasks
 
 
 def place(run) -> Placement:
@@ -43,6 +46,10 @@ def place(run) -> Placement:
 
             placement.pool = RolloutPool(run.config, run.tokenizer, getattr(run.engine, "precision", "fp32"))
             run.engine = placement.pool
+        if d.reward_workers:
+            from rlvr.distributed.reward_pool import RewardPool
+
+            placement.rewards = RewardPool(d)
     except BaseException:
         release(placement)
         raise

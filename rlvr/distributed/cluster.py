@@ -50,14 +50,16 @@ def require(d) -> None:
     have = ray.cluster_resources()
     extra = d.learners - 1
     need = {
-        "CPU": extra * d.learner_cpus + d.rollout_workers * d.worker_cpus,
+        # a reward task needs its CPUs free beside the actors, or it would wait for ever
+        "CPU": extra * d.learner_cpus + d.rollout_workers * d.worker_cpus + (d.reward_cpus if d.reward_workers else 0),
         "GPU": (extra + d.rollout_workers) * d.gpus_per_worker,
     }
     short = [f"{need[k]:g} {k} (the cluster has {have.get(k, 0):g})" for k in need if need[k] > have.get(k, 0.0)]
     if short:
         raise ConfigError(
-            f"distributed: {d.learners - 1} extra learner rank(s) and {d.rollout_workers} rollout worker(s) need "
-            f"{' and '.join(short)}; lower distributed.learner_cpus / worker_cpus / rollout_workers or add nodes"
+            f"distributed: {d.learners - 1} extra learner rank(s), {d.rollout_workers} rollout worker(s)"
+            f"{' and reward tasks' if d.reward_workers else ''} need {' and '.join(short)}; lower "
+            "distributed.learner_cpus / worker_cpus / rollout_workers / reward_cpus or add nodes"
         )
 
 

@@ -117,6 +117,63 @@ def test_fsdp2_ranks_with_fewer_or_no_rows_join_every_layer_pass(cluster, tiny_c
     assert_same_run(single, ranks, rel=1e-4, abs=1e-6)
 
 
+REWARD_TASKS = (*RAY, "distributed.rollout_workers=0", "distributed.reward_workers=3", "distributed.reward_cpus=0.5")
+
+
+def test_rewards_as_ray_tasks_are_the_one_process_rewards(cluster, single, tiny_config_module, tmp_path):
+    assert_same_run(single, train(tiny_config_module(*STEPS, *REWARD_TASKS), tmp_path / "tasks"))
+
+
+def test_reward_pool_deals_whole_groups_in_order():
+    from rlvr.distributed.reward_pool import deal
+
+    assert deal([8, 8, 8, 8], 3) == [[0, 1], [2], [3]]
+    assert deal([3, 9, 2, 2], 2) == [[0, 1], [2, 3]]  # runs of about equal rows, never a group split
+    assert deal([5], 4) == [[0]]
+
+
+def test_a_reward_task_whose_process_dies_is_run_again(cluster, single, tiny_config_module, tmp_path, monkeypatch):
+    """The reward kills its interpreter the first time it runs in a task (as a crashing sandbox or an
+    out-of-memory kill would); Ray runs the task again and the run equals the undisturbed one."""
+    import rlvr.distributed.reward_pool as reward_pool
+
+    marker = tmp_path / "died"
+    real = reward_pool.score_part
+
+    def dies_once(completions, terms, verifier, group_size):
+        import os
+
+        if not marker.exists():
+            marker.touch()
+            os._exit(1)
+        return real(completions, terms, verifier, group_size)
+
+    monkeypatch.setattr(reward_pool, "score_part", dies_once)
+    disturbed = train(tiny_config_module(*STEPS, *REWARD_TASKS), tmp_path / "disturbed")
+    assert marker.exists()
+    assert_same_run(single, disturbed)
+
+
+def test_a_reward_that_raises_in_a_task_stops_the_run_with_its_one_line(
+    cluster, tiny_config_module, tmp_path, monkeypatch
+):
+    from rlvr.errors import RewardError
+    from rlvr.rewards import REWARDS
+
+    if "raises_on_e" not in REWARDS:
+
+        @REWARDS.register("raises_on_e")
+        def raises_on_e(completion, example) -> float:
+            if completion.response.lstrip()[:1].lower() == "e":
+                raise ValueError("no e here")
+            return 0.0
+
+    rewards = "rewards=[{name: starts_with_a_or_e, weight: 1.0}, {name: raises_on_e, weight: 1.0}]"
+    with pytest.raises(RewardError, match="reward 'raises_on_e' raised ValueError: no e here") as err:
+        train(tiny_config_module(*STEPS, *REWARD_TASKS, rewards), tmp_path / "raises")
+    assert "\n" not in str(err.value)
+
+
 def test_broadcast_transport_and_a_killed_driver_resume_exactly(cluster, single, tiny_config_module, tmp_path):
     overrides = (*STEPS, *RAY, "distributed.transport=broadcast")
     stopped = train(tiny_config_module(*overrides), tmp_path / "resumed", stop_after=2)

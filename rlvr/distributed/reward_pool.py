@@ -1,0 +1,84 @@
+"""Rewards as Ray tasks (``distributed.reward_workers``): a step's scoring split over processes.
+
+The step's groups are dealt in ``reward_workers`` runs of consecutive whole groups (so group rewards
+and the verifier's ``correct`` see whole groups) and each run is scored by
+:func:`rlvr.rewards.score` in a Ray task; the results are put back in order, so the totals and
+components are those of the one-process call, value for value (tested). A slow or CPU-bound verifier
+(code execution, a sandbox, math-verify on long answers) then runs on as many CPUs as the cluster
+lends, and a task whose process dies (a reward that crashes its interpreter, an out-of-memory kill, a
+lost node) is run again by Ray, up to ``distributed.max_restarts`` times, so the step ends as an
+undisturbed one would. A reward that raises is not retried: its one-line ``RewardError`` stops the
+run as in one process. Every call waits at most ``distributed.timeout_s``.
+
+Why Ray tasks and not rlvr's own process pool: the same cluster places them (on other nodes too),
+Ray retries a task whose worker died, and the reward functions travel by cloudpickle, plugins and
+file rewards included.
+
+Limits: scoring starts when the step's rollout has ended (the rollout returns the whole batch), so it
+runs beside the driver's work, not beside generation; a ``batch`` reward sees one run of groups, not
+the whole step, which changes nothing for rewards that score rows independently (an LLM judge
+batched for speed) but would for one that compares rows across groups.
+"""
+
+import ray
+
+from rlvr.errors import RewardError, TrainingError, first_line
+
+
+def score_part(completions, terms, verifier, group_size):
+    from rlvr.rewards import score
+
+    return score(completions, None, terms, verifier=verifier, group_size=group_size)
+
+
+def deal(sizes: list[int], parts: int) -> list[list[int]]:
+    """Group indices in at most ``parts`` consecutive runs of about equal rows (each run non-empty)."""
+    total, runs, done = sum(sizes), [[]], 0
+    for g, size in enumerate(sizes):
+        if runs[-1] and done >= total * len(runs) / parts and len(runs) < parts:
+            runs.append([])
+        runs[-1].append(g)
+        done += size
+    return runs
+
+
+class RewardPool:
+    """Driver side: ``score`` with :func:`rlvr.rewards.score`'s signature, run as Ray tasks."""
+
+    def __init__(self, d) -> None:
+        self.parts, self.timeout_s = d.reward_workers, d.timeout_s
+        self.task = ray.remote(score_part).options(num_cpus=d.reward_cpus, max_retries=d.max_restarts)
+
+    def score(self, completions, examples, terms, *, verifier=None, group_size=None):
+        if examples is not None or not completions:
+            from rlvr.rewards import score
+
+            return score(completions, examples, terms, verifier=verifier, group_size=group_size)
+        sizes = list(group_size) if isinstance(group_size, list | tuple) else None
+        if sizes is None:  # one size for all groups, or none (rows as groups of one)
+            size = group_size or 1
+            sizes = [size] * (len(completions) // size)
+        starts = [sum(sizes[:g]) for g in range(len(sizes) + 1)]
+        futures = []
+        for run in deal(sizes, self.parts):
+            rows = completions[starts[run[0]] : starts[run[-1] + 1]]
+            futures.append(self.task.remote(rows, terms, verifier, [sizes[g] for g in run]))
+        try:
+            results = ray.get(futures, timeout=self.timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            for f in futures:
+                ray.cancel(f, force=True)
+            raise TrainingError(f"rewards outlasted distributed.timeout_s={self.timeout_s}") from None
+        except ray.exceptions.RayTaskError as err:
+            cause = err.cause
+            if isinstance(cause, RewardError):
+                raise RewardError(str(cause)) from None
+            raise TrainingError(f"a reward task failed: {first_line(cause or err)}") from None
+        except ray.exceptions.RayError as err:  # its process died more than max_restarts times
+            raise TrainingError(f"a reward task failed: {first_line(err)}") from None
+        totals = [t for part, _ in results for t in part]
+        components = {name: [v for _, parts in results for v in parts[name]] for name in results[0][1]}
+        return totals, components
+
+    def close(self) -> None:
+        pass
