@@ -49,7 +49,7 @@ def place(run) -> Placement:
         if d.reward_workers:
             from rlvr.distributed.reward_pool import RewardPool
 
-            placement.rewards = RewardPool(d)
+            placement.rewards = RewardPool(d, run.config.plugins)
     except BaseException:
         release(placement)
         raise

@@ -117,15 +117,19 @@ class LearnerGroup:
         # rank 0 joins here; the constructor returns once every rank has joined
         self.sharded = d.strategy == "fsdp2"
         self.local = None  # FSDP2: rank 0's (model, optimizer, scheduler) over its shards
-        if self.sharded:
-            from rlvr.distributed.sharding import world_group
+        try:
+            if self.sharded:
+                from rlvr.distributed.sharding import world_group
 
-            group = world_group(host, port, 0, world, d.timeout_s, next(run.model.parameters()).device)
-        else:
-            group = gloo_group(host, port, 0, world, d.timeout_s)
-        self.sync = GradientSync(group, d.bucket_mb, sharded=self.sharded)
-        self._get([r.ready.remote() for r in self.ranks], "start")
-        self.load(run)
+                group = world_group(host, port, 0, world, d.timeout_s, next(run.model.parameters()).device)
+            else:
+                group = gloo_group(host, port, 0, world, d.timeout_s)
+            self.sync = GradientSync(group, d.bucket_mb, sharded=self.sharded)
+            self._get([r.ready.remote() for r in self.ranks], "start")
+            self.load(run)
+        except BaseException:
+            self.close()  # no rank left running, no default group left for the next run in this process
+            raise
 
     def load(self, run) -> None:
         """Ranks 1..N-1 take rank 0's weights, optimizer and schedule state (object store, one copy);
@@ -203,7 +207,14 @@ class LearnerGroup:
         from rlvr.distributed.sharding import full_optimizer_state
 
         futures = [r.optimizer_state.remote() for r in self.ranks]
-        state = full_optimizer_state(self.local[1])
+        try:
+            state = full_optimizer_state(self.local[1])
+        except Exception as err:  # a rank died, or the gather outlasted distributed.timeout_s
+            self.close()
+            raise TrainingError(
+                f"learner rank {failed_rank(futures)} failed while gathering the optimizer state for a checkpoint "
+                f"({first_line(err)}); resume from the last checkpoint with rlvr train --resume RUN_DIR"
+            ) from None
         self._get(futures, "gather the optimizer state")
         return state
 

@@ -48,7 +48,7 @@ def world_group(host: str, port: int, rank: int, world: int, timeout_s: float, d
     the store-only groups of :func:`rlvr.distributed.groups.gloo_group` are not). Gloo on CPU, NCCL on CUDA."""
     timeout = datetime.timedelta(seconds=timeout_s)
     store = dist.TCPStore(host, port, world, is_master=rank == 0, timeout=timeout, wait_for_workers=False)
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"  # the counts and metrics are CPU tensors
     dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
     return Group(dist.group.WORLD, store)
 
@@ -123,8 +123,8 @@ def sharded_parts(config, model, model_state: dict, optimizer_state: dict, sched
     model.load_state_dict(model_state)
     shard(model, next(model.parameters()).device)
     optimizer = make_optimizer(config, model)
+    scheduler = make_scheduler(config, optimizer)  # before the state: building it resets the groups' lr
     load_optimizer_state(optimizer, optimizer_state)
-    scheduler = make_scheduler(config, optimizer)
     scheduler.load_state_dict(scheduler_state)
     return model, optimizer, scheduler
 

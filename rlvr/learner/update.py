@@ -69,6 +69,14 @@ class LossSettings:
     off_policy_loss: Callable | str = "luffy"  # on off-policy group members (MicroBatch.off_policy; LUFFY)
 
 
+def join_layer_pass(body, device) -> None:
+    """FSDP2: a forward and backward through every layer on one token, weighted zero, so this rank issues the
+    layer collectives that the other ranks issue for the same micro-batch."""
+    out = body(input_ids=torch.zeros(1, 1, dtype=torch.long, device=device), use_cache=False).last_hidden_state
+    with no_autocast(device):
+        (out.float().sum() * 0.0).backward()
+
+
 def bound(registry, part: "Callable | str") -> Callable:
     """A loss part: already bound, or looked up by name with the function's own defaults."""
     return registry.bind(part) if isinstance(part, str) else part
@@ -109,7 +117,7 @@ def update_step(
         batch_tokens, batch_sequences, sft_tokens = sync.totals(batch_tokens, batch_sequences, sft_tokens)
     counted = len(micro_batches)
     if sync is not None:  # FSDP2: as many layer passes (collectives) as every other rank
-        micro_batches = [*micro_batches, *sync.padding(counted, micro_batches[-1:] or list(padding))]
+        micro_batches = [*micro_batches, *sync.padding(counted, micro_batches[:1] or list(padding))]  # the shortest
     sums: dict[str, float] = defaultdict(float)
     weights: dict[str, float] = defaultdict(float)
     live = True  # False on padding micro-batches: they count nowhere
@@ -208,6 +216,8 @@ def update_step(
                     loss = loss * 0.0  # the layers' collectives run; the gradient does not change
                 with no_autocast(device):
                     loss.backward()
+                if sharded and mb.targets.shape[1] == 1:  # one-token rows never reach the layers: join their pass
+                    join_layer_pass(body, device)
                 total_loss += loss.item() if live else 0.0
                 for name, value in loss_metrics.items():
                     record(name, value, tokens)

@@ -80,7 +80,8 @@ def test_a_rank_without_rows_still_joins_the_step(cluster, tiny_config_module, t
 
 
 FSDP2 = (*RAY, *HALF, "distributed.learners=2", "distributed.strategy=fsdp2")
-SLOW = (*STEPS, "optim.lr=0.001")  # see test_two_learner_ranks_and_two_workers_match_one_process
+# lr: see test_two_learner_ranks_and_two_workers_match_one_process; a warm-up, so a resumed schedule shows
+SLOW = (*STEPS, "optim.lr=0.001", "optim.warmup_steps=2")
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +106,9 @@ def test_fsdp2_killed_driver_resumes_exactly(fsdp2_run, tiny_config_module, tmp_
     "layout",
     [("rollout.group_size=7", "train.mini_batches=4", "train.micro_batch_size=1"),  # 7 rows: 4 micro-batches against 3
      ("train.mini_batches=32",),  # one row an update: the other rank runs it weighted zero
-     ("train.precision=bf16",)],  # prompts through rlvr's attention, which keeps their keys (PromptCapture)
-    ids=["uneven", "empty", "bf16"],
+     ("train.precision=bf16",),  # prompts through rlvr's attention, which keeps their keys (PromptCapture)
+     ("rollout.max_new_tokens=1", "train.micro_batch_size=3")],  # one-token rows: no layer pass of their own
+    ids=["uneven", "empty", "bf16", "one-token"],
 )  # fmt: skip
 def test_fsdp2_ranks_with_fewer_or_no_rows_join_every_layer_pass(cluster, tiny_config_module, tmp_path, layout):
     slow = ("train.steps=2", "checkpoint.export_final=false", "optim.lr=0.001", "algo.kl_coef=0.1", *layout)
@@ -140,18 +142,31 @@ def test_a_reward_task_whose_process_dies_is_run_again(cluster, single, tiny_con
     marker = tmp_path / "died"
     real = reward_pool.score_part
 
-    def dies_once(completions, terms, verifier, group_size):
+    def dies_once(completions, terms, verifier, group_size, plugins=()):
         import os
 
         if not marker.exists():
             marker.touch()
             os._exit(1)
-        return real(completions, terms, verifier, group_size)
+        return real(completions, terms, verifier, group_size, plugins)
 
     monkeypatch.setattr(reward_pool, "score_part", dies_once)
     disturbed = train(tiny_config_module(*STEPS, *REWARD_TASKS), tmp_path / "disturbed")
     assert marker.exists()
     assert_same_run(single, disturbed)
+
+
+def test_a_file_plugin_reward_reaches_the_reward_tasks(cluster, tiny_config_module, tmp_path):
+    plugin = tmp_path / "my_rewards.py"
+    plugin.write_text(
+        "from rlvr.rewards import REWARDS\n\n"
+        "@REWARDS.register('longer_than_one')\n"
+        "def longer_than_one(completion, example) -> float:\n"
+        "    return float(len(completion.response.strip()) > 1)\n"
+    )
+    overrides = (*STEPS, f"plugins=[{plugin}]", "rewards=[{name: longer_than_one, weight: 1.0}]")
+    here = train(tiny_config_module(*overrides), tmp_path / "driver")
+    assert_same_run(here, train(tiny_config_module(*overrides, *REWARD_TASKS), tmp_path / "tasks"))
 
 
 def test_a_reward_that_raises_in_a_task_stops_the_run_with_its_one_line(
