@@ -12,7 +12,8 @@ run as in one process. Every call waits at most ``distributed.timeout_s``.
 
 Why Ray tasks and not rlvr's own process pool: the same cluster places them (on other nodes too),
 Ray retries a task whose worker died, and the reward functions travel by cloudpickle, plugins and
-file rewards included (the run's ``plugins`` are imported in each worker).
+file rewards included (the run's ``plugins`` are imported in each worker; the terms and the verifier are
+bound in the driver, so a reward registered only there travels too).
 
 Limits: scoring starts when the step's rollout has ended (the rollout returns the whole batch), so it
 runs beside the driver's work, not beside generation; a ``batch`` reward sees one run of groups, not

@@ -21,7 +21,9 @@ Numbers: FSDP2 sums gradients with ``ReduceOp.SUM`` (``set_gradient_divide_facto
 by the whole step's counts, so the step is the one-process step within float summation order.
 Every rank must run as many layer forwards and backwards as the others (each is a collective):
 :meth:`rlvr.distributed.groups.GradientSync.padding` gives a rank with fewer micro-batches zero-weight
-copies of one of its own, and a rank without rows a copy of some other rank's rows, weighted zero.
+copies of one of its own, and a rank without rows a copy of some other rank's rows, weighted zero; a
+micro-batch of one-token rows (which never reach the layers) runs one token through them, weighted zero
+(:func:`rlvr.learner.update.join_layer_pass`).
 
 Checkpoints: rank 0 gathers the optimizer state (:func:`full_optimizer_state`) and writes the
 one-process format, so a run resumes on any number of ranks (or one process) exactly; the sharded
