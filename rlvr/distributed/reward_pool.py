@@ -21,6 +21,8 @@ the whole step, which changes nothing for rewards that score rows independently 
 batched for speed) but would for one that compares rows across groups.
 """
 
+from itertools import accumulate
+
 import ray
 
 from rlvr.errors import RlvrError, TrainingError, first_line
@@ -57,16 +59,13 @@ class RewardPool:
         self.task = ray.remote(score_part).options(num_cpus=d.reward_cpus, max_retries=d.max_restarts)
 
     def score(self, completions, examples, terms, *, verifier=None, group_size=None):
-        if examples is not None or not completions:
-            from rlvr.rewards import score
+        from rlvr.rewards import group_sizes, score
 
+        sizes = group_sizes(len(completions), group_size)
+        if examples is not None or not sizes:  # no rows, or not whole groups of their own examples: one process
             return score(completions, examples, terms, verifier=verifier, group_size=group_size)
         terms = bound_here(terms, verifier)
-        sizes = list(group_size) if isinstance(group_size, list | tuple) else None
-        if sizes is None:  # one size for all groups, or none (rows as groups of one)
-            size = group_size or 1
-            sizes = [size] * (len(completions) // size)
-        starts = [sum(sizes[:g]) for g in range(len(sizes) + 1)]
+        starts = [0, *accumulate(sizes)]
         futures = []
         for run in deal(sizes, self.parts):
             rows = completions[starts[run[0]] : starts[run[-1] + 1]]
@@ -88,9 +87,6 @@ class RewardPool:
         totals = [t for part, _ in results for t in part]
         components = {name: [v for _, parts in results for v in parts[name]] for name in results[0][1]}
         return totals, components
-
-    def close(self) -> None:
-        pass
 
 
 def bound_here(specs, verifier: str | None) -> list:

@@ -82,11 +82,6 @@ def shard(model, device: torch.device) -> None:
         unit.set_force_sum_reduction_for_comms(True)
 
 
-def full_state(model) -> dict[str, torch.Tensor]:
-    """Every parameter of ``model`` whole (a collective: every rank calls it, in the same order)."""
-    return {name: p.full_tensor() if is_sharded(p) else p for name, p in model.named_parameters()}
-
-
 def full_optimizer_state(optimizer) -> dict:
     """The optimizer's state in the one-process format (a collective), parameter indices as in
     ``optimizer.state_dict()`` of the same model unsharded."""
@@ -152,8 +147,8 @@ def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float, group: Gro
 def gather_into(model, target=None) -> None:
     """After an optimizer step: every sharded parameter's shards gathered to rank 0 into ``target``'s
     parameter of the same name, one parameter at a time; the replicated ones copied there (a collective:
-    the other ranks pass no target and hold one padded shard at a time, where :func:`full_state` would
-    give every rank the whole model). FSDP2 splits dimension 0 as ``torch.chunk`` does."""
+    the other ranks pass no target and hold one padded shard at a time, where ``DTensor.full_tensor``
+    would give every rank the whole model). FSDP2 splits dimension 0 as ``torch.chunk`` does."""
     world, rank = dist.get_world_size(), dist.get_rank()
     targets = dict(target.named_parameters()) if target is not None else {}
     with torch.no_grad():
