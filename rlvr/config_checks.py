@@ -92,7 +92,7 @@ def _check_demos(config: RunConfig) -> None:
         if not Path(config.demos.path).expanduser().exists():
             raise ConfigError(f"demos.path: demonstrations file not found: {config.demos.path}")
         return
-    _named("demos", lambda: check_generator(config.task.name, config.tools.env))
+    _named("demos", lambda: check_generator(config.task.name, config.tools.env, config.task.params().get("parts")))
 
 
 def _named(key: str, lookup):

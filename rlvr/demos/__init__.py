@@ -33,11 +33,19 @@ def prompt_key(example: Example) -> str:
     return (users[-1] if users else example.prompt[-1]["content"]).strip()
 
 
-def render(tokenizer, demo: Demonstration, reset: Callable[[Example], Messages] | None = None) -> Completion:
+def render(
+    tokenizer, demo: Demonstration, reset: Callable[[Example], Messages] | None = None, think=None
+) -> Completion:
     """``demo`` as a completion the learner trains on. ``reset`` is the run's environment's
-    ``reset`` (its tool instructions in the prompt), so SFT conditions on the prompt RL sees."""
+    ``reset`` (its tool instructions in the prompt), so SFT conditions on the prompt RL sees. With
+    ``think`` (the run's ThinkConfig, enabled) the prompt is the thinking rollouts' own: the think
+    instruction appended and the open marker prefilled, which the demonstration then does not
+    repeat (a leading open marker in its text is dropped)."""
     example = demo.example
-    prompt = chat_prompt_ids(tokenizer, replace(example, prompt=reset(example)) if reset else example)
+    if think is not None and think.enabled:
+        demo, prompt = _thinking(tokenizer, demo, reset, think)
+    else:
+        prompt = chat_prompt_ids(tokenizer, replace(example, prompt=reset(example)) if reset else example)
     ids: list[int] = []
     mask: list[int] = []
     for text, trained in demo.segments:
@@ -51,6 +59,19 @@ def render(tokenizer, demo: Demonstration, reset: Callable[[Example], Messages] 
     return Completion(
         example, demo.text, prompt, ids, [0.0] * len(ids), mask, "stop", turns, budget=None, origin="demo"
     )
+
+
+def _thinking(tokenizer, demo: Demonstration, reset, think) -> tuple[Demonstration, list[int]]:
+    """(the demonstration, its prompt ids) as a thinking rollout sees them (rlvr.rollout.think)."""
+    from rlvr.rollout.think import opened_prompt, with_instruction
+
+    example = replace(demo.example, prompt=reset(demo.example)) if reset else demo.example
+    prompt = opened_prompt(tokenizer, with_instruction(example, think), think)
+    opened = tokenizer.decode(prompt[-16:], skip_special_tokens=False).rstrip().endswith(think.open)
+    (first, trained), *rest = demo.segments
+    if opened and first.startswith(think.open):
+        demo = replace(demo, segments=((first[len(think.open) :], trained), *rest))
+    return demo, prompt
 
 
 def _turns(segments) -> list[Turn]:
@@ -74,7 +95,7 @@ class DemoBank:
 
     def __init__(
         self, examples: list[Example], build: Callable[[int], Demonstration], tokenizer, reset=None,
-        max_tokens: int = 0, close: Callable[[], None] | None = None, budget: int | None = None,
+        max_tokens: int = 0, close: Callable[[], None] | None = None, budget: int | None = None, think=None,
     ) -> None:  # fmt: skip
         self.examples = examples  # [D] the prompt each demonstration answers
         self._build = build
@@ -83,6 +104,7 @@ class DemoBank:
         self._max_tokens = max_tokens  # a longer rendering is cut there (finish reason "length"); 0: never
         self._close = close
         self._budget = budget  # the rollouts' token budget, given to every rendering
+        self._think = think  # the run's ThinkConfig: prompts render as its thinking rollouts' do
         self._demos: dict[int, Demonstration] = {}
         self._rendered: dict[int, Completion] = {}
         self._for_examples: dict[tuple[int, str], Completion] = {}
@@ -101,7 +123,7 @@ class DemoBank:
     def completion(self, i: int) -> Completion:
         """Demonstration ``i`` rendered (cached); the completion's example is the demonstration's."""
         if i not in self._rendered:
-            self._rendered[i] = self._finish(render(self._tokenizer, self.demo(i), self._reset))
+            self._rendered[i] = self._finish(render(self._tokenizer, self.demo(i), self._reset, self._think))
         return self._rendered[i]
 
     def _finish(self, c: Completion) -> Completion:
@@ -144,7 +166,7 @@ class DemoBank:
         key = (i, example.id)
         if key not in self._for_examples:
             demo = replace(self.demo(i), example=example)
-            self._for_examples[key] = self._finish(render(self._tokenizer, demo, self._reset))
+            self._for_examples[key] = self._finish(render(self._tokenizer, demo, self._reset, self._think))
         return self._for_examples[key]
 
 
@@ -171,16 +193,17 @@ def make_bank(cfg, train_set: list[Example], tokenizer) -> DemoBank:
             raise ConfigError(f"demos.size={size} but {cfg.demos.path} holds {len(demos)} demonstrations")
         demos = demos[:size] if size is not None else demos
         return DemoBank(
-            [d.example for d in demos], demos.__getitem__, tokenizer, reset, cfg.sft.max_tokens, close, budget
-        )
+            [d.example for d in demos], demos.__getitem__, tokenizer, reset, cfg.sft.max_tokens, close, budget,
+            think=cfg.think,
+        )  # fmt: skip
     from rlvr.demos.generate import check_generator, demonstration
 
     task = cfg.task.name
-    check_generator(task, cfg.tools.env)
+    check_generator(task, cfg.tools.env, cfg.task.params().get("parts"))
     examples = _distinct(train_set, DEFAULT_GENERATED if size is None else size)
     return DemoBank(
-        examples, lambda i: demonstration(task, examples[i], cfg.tools.env, env), tokenizer, reset,
-        cfg.sft.max_tokens, close, budget,
+        examples, lambda i: demonstration(task, examples[i], cfg.tools.env, env, cfg.think), tokenizer, reset,
+        cfg.sft.max_tokens, close, budget, think=cfg.think,
     )  # fmt: skip
 
 

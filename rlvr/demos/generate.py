@@ -33,8 +33,13 @@ Demonstrator = Callable[[Example, str], list[str]]
 DEMONSTRATORS: Registry[Demonstrator] = Registry("demonstrator")  # trait ``tools``: the tools.env values it writes for
 
 
-def check_generator(task: str, tool: str) -> None:
-    """ConfigError, at load, unless ``task`` has a demonstrator that writes for ``tool``."""
+def check_generator(task: str, tool: str, parts: list[dict] | None = None) -> None:
+    """ConfigError, at load, unless ``task`` has a demonstrator that writes for ``tool`` (for a
+    ``mixture``, each of its ``parts``)."""
+    if task == "mixture":
+        for part in parts or []:
+            check_generator(str(part.get("name")), tool)
+        return
     if task not in DEMONSTRATORS:
         raise ConfigError(
             f"task {task!r} has no generated demonstrations (tasks with them: {', '.join(DEMONSTRATORS.names())}); "
@@ -44,10 +49,17 @@ def check_generator(task: str, tool: str) -> None:
         raise _unsupported(task, tool)
 
 
-def demonstration(task: str, example: Example, tool: str, env=None) -> Demonstration:
+def demonstration(task: str, example: Example, tool: str, env=None, think=None) -> Demonstration:
     """The generated demonstration of ``example``; ``env`` is a live environment of ``tool`` (reset
-    for this example here) that answers every turn but the last."""
+    for this example here) that answers every turn but the last. With ``think`` (a ThinkConfig,
+    enabled) the one turn is written in the thinking format (:func:`thinking_turn`)."""
     turns = DEMONSTRATORS.get(task)(example, tool)
+    if think is not None and think.enabled:
+        if len(turns) != 1:
+            raise ConfigError(
+                f"the {task!r} demonstrator wrote {len(turns)} turns; thinking demonstrations are single-turn"
+            )
+        turns = [thinking_turn(turns[0], think)]
     segments: list[tuple[str, bool]] = []
     if env is not None:
         env.reset(example)
@@ -60,6 +72,18 @@ def demonstration(task: str, example: Example, tool: str, env=None) -> Demonstra
             if observation:
                 segments.append((observation, False))
     return Demonstration(example, tuple(segments), source=f"generated:{task}")
+
+
+def thinking_turn(text: str, think) -> str:
+    """A worked answer in the thinking format, the whole assistant turn: the open marker, the
+    reasoning (everything before the sentence that holds the last ``\\boxed``), the close marker,
+    then that sentence: ``<think>\\n3 + 4 = 7. 7 - 2 = 5.\\n</think>\\nThe answer is \\boxed{5}.``.
+    ``think.start`` opens the reasoning, as AdaptThink's forced thinking rows start. A one-sentence
+    answer gets an empty thinking span."""
+    cut = text.rfind("\\boxed")
+    split = text.rfind(". ", 0, cut) if cut >= 0 else -1
+    reasoning, answer = (text[: split + 1].strip(), text[split + 2 :].strip()) if split >= 0 else ("", text.strip())
+    return f"{think.open}{think.start}{reasoning}\n{think.close}\n{answer}"
 
 
 def _unsupported(task: str, tool: str) -> ConfigError:
@@ -108,6 +132,12 @@ def _text(numbers: list[int], ops: list[str]) -> str:
     for op, n in zip(ops, numbers[1:], strict=True):
         out += [op, str(n)]
     return " ".join(out)
+
+
+@DEMONSTRATORS.register("mixture", tools=("none", "python", "search"))
+def mixture_turns(example: Example, tool: str) -> list[str]:
+    """The demonstration of the part the example came from (``meta["task"]``, set by the mixture task)."""
+    return DEMONSTRATORS.get(example.meta["task"])(example, tool)
 
 
 @DEMONSTRATORS.register("multihop", tools=("search",))

@@ -3,7 +3,8 @@
 ``task: {name: mixture, parts: [{name: arithmetic, operands: 2, difficulty: easy}, {name: arithmetic,
 operands: 4, difficulty: hard}]}``: every part is a task of its own (its keys checked as a task's
 are), and each example carries ``meta["difficulty"]`` (the part's ``difficulty``, default its
-index), which eval reports accuracy, length and no-think rate by (rlvr.evaluate). Both splits
+index), which eval reports accuracy, length and no-think rate by (rlvr.evaluate), and
+``meta["task"]``, the part's task name (whose demonstrator writes its demonstrations). Both splits
 interleave the parts round-robin, so the first ``eval.size`` held-out problems cover every part
 evenly. Held-out problems stay held out: each part keeps its own task's split, and a train example
 whose prompt is held out by another part (overlapping settings, say one-digit and up-to-two-digit
@@ -22,7 +23,7 @@ from rlvr.tasks import TASKS, ListTask, Task, make_task
 def mixture(parts: list[dict[str, Any]]) -> Task:
     if not isinstance(parts, list) or not parts or not all(isinstance(p, dict) and "name" in p for p in parts):
         raise ConfigError("task 'mixture': parts must be a non-empty list of task mappings, each with a name")
-    tasks, labels = [], []
+    tasks, labels, names = [], [], []
     for i, part in enumerate(parts):
         params = {k: v for k, v in part.items() if k not in ("name", "difficulty")}
         try:
@@ -30,6 +31,7 @@ def mixture(parts: list[dict[str, Any]]) -> Task:
         except ConfigError as err:
             raise ConfigError(f"task 'mixture', part {i}: {err}") from None
         labels.append(str(part.get("difficulty", i)))
+        names.append(part["name"])
     verifiers = {t.verifier for t in tasks}
     if len(verifiers) > 1:
         raise ConfigError(f"task 'mixture': the parts' verifiers differ ({', '.join(sorted(verifiers))})")
@@ -38,8 +40,8 @@ def mixture(parts: list[dict[str, Any]]) -> Task:
 
     def interleaved(which: str) -> list:
         lists = [
-            [replace(e, id=f"{labels[i]}:{e.id}", meta={**e.meta, "difficulty": labels[i]}) for e in t.split(which)]
-            for i, t in enumerate(tasks)
+            [replace(e, id=f"{tag}:{e.id}", meta={**e.meta, "difficulty": tag, "task": name}) for e in t.split(which)]
+            for t, tag, name in zip(tasks, labels, names, strict=True)
         ]
         return [e for row in zip_longest(*lists) for e in row if e is not None]
 

@@ -146,3 +146,63 @@ def test_the_sft_recipes_own_command_reads_a_whole_small_file(tmp_path, tokenize
     task = make_task(config.task.name, **config.task.params())
     with make_bank(config, task.split("train"), tokenizer) as bank:
         assert len(bank) == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "turn"),
+    [
+        (
+            "1 + 8 = 9. 9 + 2 = 11. The answer is \\boxed{11}.",
+            "<think>\n1 + 8 = 9. 9 + 2 = 11.\n</think>\nThe answer is \\boxed{11}.",
+        ),
+        ("The answer is \\boxed{4}.", "<think>\n\n</think>\nThe answer is \\boxed{4}."),
+    ],
+)
+def test_a_worked_answer_in_the_thinking_format(text, turn):
+    from rlvr.config_think import ThinkConfig
+    from rlvr.demos.generate import thinking_turn
+
+    assert thinking_turn(text, ThinkConfig(enabled=True)) == turn
+
+
+def test_thinking_demonstrations_render_as_the_thinking_rollouts_prompt(tokenizer):
+    """With think on, a demonstration's prompt is the rollout's (instruction appended, open marker
+    prefilled, rlvr.rollout.think.opened_prompt) and its text continues after the marker, never
+    repeating it; a mixture's demonstrations come from each part's own demonstrator."""
+    from rlvr.rollout.think import opened_prompt, with_instruction
+
+    config, task, bank = bank_for("adapt_think", tokenizer, "demos.size=4", "think.instruction= Think first.")
+    for i in range(4):
+        c = bank.completion(i)
+        rollout_prompt = opened_prompt(tokenizer, with_instruction(c.example, config.think), config.think)
+        assert c.prompt_ids == rollout_prompt
+        assert tokenizer.decode(c.prompt_ids).endswith("Think first.<|im_end|>\n<|im_start|>assistant\n<think>")
+        assert c.text.startswith("\n") and "<think>" not in c.text and c.text.count("</think>") == 1
+        assert c.token_ids == tokenizer(c.text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    hard = bank.completion(1)  # the mixture interleaves easy, hard, easy, hard
+    assert hard.example.meta["difficulty"] == "hard" and hard.text.count(" = ") == 2  # two worked steps
+    expression = hard.example.meta["expression"]
+    assert hard.text.startswith(f"\n{' '.join(expression.split()[:3])} = ")
+    plain = bank_for("adapt_think", tokenizer, "demos.size=4", "think.enabled=false", "think.no_think_frac=0",
+                     "rewards=[{name: math}]").__getitem__(2).completion(1)  # fmt: skip
+    assert plain.text.startswith(expression.split()[0]) and "<think>" not in tokenizer.decode(plain.prompt_ids)
+
+
+def test_a_file_demonstration_with_the_open_marker_is_not_doubled(tmp_path, tokenizer):
+    out = tmp_path / "think.jsonl"
+    assert main(["demos", "adapt_think", "model.name=tiny-random", "demos.size=2", "--out", str(out)]) == 0
+    assert all('"completion": "<think>\\n' in line for line in out.read_text().splitlines())  # the whole turn
+    generated = bank_for("adapt_think", tokenizer, "demos.size=2")[2]
+    from_file = bank_for("adapt_think", tokenizer, f"demos.path={out}", "demos.size=2")[2]
+    for i in range(2):
+        a, b = generated.completion(i), from_file.completion(i)
+        assert (a.prompt_ids, a.token_ids, a.text) == (b.prompt_ids, b.token_ids, b.text)
+    overrides = (f"demos.path={out}", "demos.size=2", "think.prefill=false", "think.no_think_frac=0")
+    unprefilled = bank_for("adapt_think", tokenizer, *overrides)[2].completion(0)
+    assert unprefilled.text.startswith("<think>\n")  # no marker in the prompt: the demonstration keeps its own
+
+
+def test_a_mixture_part_without_a_demonstrator_is_named_at_load():
+    parts = "[{name: arithmetic, difficulty: easy}, {name: countdown, difficulty: hard}]"
+    with pytest.raises(ConfigError, match="task 'countdown' has no generated demonstrations"):
+        load_config("grpo", ["task.name=mixture", f"task.parts={parts}", "stages=[{kind: sft, steps: 1}]"])
