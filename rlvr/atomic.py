@@ -9,8 +9,12 @@ from pathlib import Path
 
 
 @contextmanager
-def atomic_folder(target: Path, fsync: bool = False) -> Iterator[Path]:
+def atomic_folder(target: Path, fsync: bool = False, keep_existing: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``target`` to fill; on success it replaces ``target`` by a rename.
+
+    ``keep_existing`` is for caches that several processes may fill at once (two first runs converting
+    the embedded model): a ``target`` that another process completed meanwhile is kept, and this
+    one's copy dropped, so no reader ever sees the folder deleted under it.
 
     A crash or an exception at any point leaves the previous ``target`` (or none) and removes the
     temporary folder: never half a model or half a checkpoint. With ``fsync`` the files are
@@ -26,6 +30,13 @@ def atomic_folder(target: Path, fsync: bool = False) -> Iterator[Path]:
             for path in tmp.iterdir():
                 with path.open("rb") as handle:
                     os.fsync(handle.fileno())
+        if keep_existing:
+            try:
+                os.rename(tmp, target)  # fails on an existing non-empty folder: the other process's copy stays
+            except OSError:
+                if not target.exists():
+                    raise
+            return
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

@@ -22,3 +22,18 @@ def test_a_completed_write_replaces_the_folder(tmp_path):
             (tmp / "weights").write_text(version)
     assert (target / "weights").read_text() == "v2"
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+def test_a_cache_filled_by_another_process_meanwhile_is_kept(tmp_path):
+    """Two first runs converting the embedded model at once: the second to finish keeps the first's
+    folder (a reader may be loading it) and drops its own copy, where replacing would delete it."""
+    target = tmp_path / "model"
+    with atomic_folder(target, keep_existing=True) as tmp:
+        (tmp / "weights").write_text("mine")
+        target.mkdir()
+        (target / "weights").write_text("theirs")  # the other process renamed its copy in meanwhile
+    assert (target / "weights").read_text() == "theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary folder left
+    with atomic_folder(tmp_path / "fresh", keep_existing=True) as tmp:
+        (tmp / "weights").write_text("mine")
+    assert (tmp_path / "fresh" / "weights").read_text() == "mine"

@@ -149,7 +149,7 @@ def embedded_model_dir() -> Path:
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict())
     plain.generation_config = loaded.generation_config
-    with atomic_folder(target) as tmp:
+    with atomic_folder(target, keep_existing=True) as tmp:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return target
@@ -166,7 +166,7 @@ def smollm2_tokenizer_dir() -> Path:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf_package_dir(), gguf_file=GGUF_FILE)
-    with atomic_folder(target) as tmp:
+    with atomic_folder(target, keep_existing=True) as tmp:
         tokenizer.save_pretrained(tmp)
     return target
 
