@@ -88,6 +88,10 @@ def _check_demos(config: RunConfig) -> None:
     """A demonstrations file that exists, or a task that generates them for the run's tool."""
     from rlvr.demos.generate import check_generator
 
+    if config.demos.no_think and (config.demos.path or not config.think.enabled):
+        raise ConfigError(
+            "demos.no_think writes generated demonstrations that skip thinking: needs think.enabled=true, no demos.path"
+        )
     if config.demos.path:
         if not Path(config.demos.path).expanduser().exists():
             raise ConfigError(f"demos.path: demonstrations file not found: {config.demos.path}")

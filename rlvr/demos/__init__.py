@@ -202,8 +202,8 @@ def make_bank(cfg, train_set: list[Example], tokenizer) -> DemoBank:
     check_generator(task, cfg.tools.env, cfg.task.params().get("parts"))
     examples = _distinct(train_set, DEFAULT_GENERATED if size is None else size)
     return DemoBank(
-        examples, lambda i: demonstration(task, examples[i], cfg.tools.env, env, cfg.think), tokenizer, reset,
-        cfg.sft.max_tokens, close, budget, think=cfg.think,
+        examples, lambda i: demonstration(task, examples[i], cfg.tools.env, env, cfg.think, cfg.demos.no_think),
+        tokenizer, reset, cfg.sft.max_tokens, close, budget, think=cfg.think,
     )  # fmt: skip
 
 

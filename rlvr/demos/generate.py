@@ -20,6 +20,7 @@ method, not style); other tasks have no demonstrator (give a file with ``demos.p
 """
 
 import functools
+import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -49,17 +50,18 @@ def check_generator(task: str, tool: str, parts: list[dict] | None = None) -> No
         raise _unsupported(task, tool)
 
 
-def demonstration(task: str, example: Example, tool: str, env=None, think=None) -> Demonstration:
+def demonstration(task: str, example: Example, tool: str, env=None, think=None, no_think: float = 0.0) -> Demonstration:
     """The generated demonstration of ``example``; ``env`` is a live environment of ``tool`` (reset
     for this example here) that answers every turn but the last. With ``think`` (a ThinkConfig,
-    enabled) the one turn is written in the thinking format (:func:`thinking_turn`)."""
+    enabled) the one turn is written in the thinking format (:func:`thinking_turn`), skipping the
+    thinking for a ``no_think`` share of the prompts (:func:`skips_thinking`)."""
     turns = DEMONSTRATORS.get(task)(example, tool)
     if think is not None and think.enabled:
         if len(turns) != 1:
             raise ConfigError(
                 f"the {task!r} demonstrator wrote {len(turns)} turns; thinking demonstrations are single-turn"
             )
-        turns = [thinking_turn(turns[0], think)]
+        turns = [thinking_turn(turns[0], think, skip=skips_thinking(example, no_think))]
     segments: list[tuple[str, bool]] = []
     if env is not None:
         env.reset(example)
@@ -74,15 +76,29 @@ def demonstration(task: str, example: Example, tool: str, env=None, think=None) 
     return Demonstration(example, tuple(segments), source=f"generated:{task}")
 
 
-def thinking_turn(text: str, think) -> str:
+def skips_thinking(example: Example, share: float) -> bool:
+    """Whether ``example``'s demonstration is written without thinking: a hash of its prompt against
+    ``share``, so the choice is the same in every run and independent of the prompt's part of a
+    mixture (Thinkless's warm-up, Fang et al. 2025, arXiv 2505.13379, trains both modes on every
+    kind of problem, so RL starts with either mode likely and learns which pays where)."""
+    from rlvr.demos import prompt_key
+
+    draw = int.from_bytes(hashlib.sha256(prompt_key(example).encode()).digest()[:8], "big") / 2**64
+    return draw < share
+
+
+def thinking_turn(text: str, think, skip: bool = False) -> str:
     """A worked answer in the thinking format, the whole assistant turn: the open marker, the
     reasoning (everything before the sentence that holds the last ``\\boxed``), the close marker,
     then that sentence: ``<think>\\n3 + 4 = 7. 7 - 2 = 5.\\n</think>\\nThe answer is \\boxed{5}.``.
     ``think.start`` opens the reasoning, as AdaptThink's forced thinking rows start. A one-sentence
-    answer gets an empty thinking span."""
+    answer gets an empty thinking span. ``skip``: the no-think form, the close marker at once
+    (``<think></think>\\nThe answer is \\boxed{5}.``), as AdaptThink's no-think rows are forced to start."""
     cut = text.rfind("\\boxed")
     split = text.rfind(". ", 0, cut) if cut >= 0 else -1
     reasoning, answer = (text[: split + 1].strip(), text[split + 2 :].strip()) if split >= 0 else ("", text.strip())
+    if skip:
+        return f"{think.open}{think.close}\n{answer}"
     return f"{think.open}{think.start}{reasoning}\n{think.close}\n{answer}"
 
 

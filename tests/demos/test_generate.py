@@ -206,3 +206,29 @@ def test_a_mixture_part_without_a_demonstrator_is_named_at_load():
     parts = "[{name: arithmetic, difficulty: easy}, {name: countdown, difficulty: hard}]"
     with pytest.raises(ConfigError, match="task 'countdown' has no generated demonstrations"):
         load_config("grpo", ["task.name=mixture", f"task.parts={parts}", "stages=[{kind: sft, steps: 1}]"])
+
+
+def test_a_share_of_thinking_demonstrations_skips_thinking_on_every_part(tokenizer):
+    """demos.no_think (Thinkless's warm-up on both modes): the choice is a hash of the prompt, so it is
+    the same in every run, near the share asked, and falls on easy and hard prompts alike."""
+    _, _, bank = bank_for("adapt_think", tokenizer, "demos.size=200", "demos.no_think=0.5")
+    skipped = {"easy": 0, "hard": 0}
+    for i in range(200):
+        c = bank.completion(i)
+        if c.text.startswith("</think>\nThe answer is \\boxed{"):
+            skipped[c.example.meta["difficulty"]] += 1
+        else:
+            assert c.text.startswith("\n") and c.text.count("</think>") == 1
+    assert 35 <= skipped["easy"] <= 65 and 35 <= skipped["hard"] <= 65, skipped
+    again = bank_for("adapt_think", tokenizer, "demos.size=200", "demos.no_think=0.5")[2]
+    assert [again.completion(i).text for i in range(200)] == [bank.completion(i).text for i in range(200)]
+    none = bank_for("adapt_think", tokenizer, "demos.size=50")[2]
+    assert not any(none.completion(i).text.startswith("</think>") for i in range(50))
+
+
+@pytest.mark.parametrize("overrides", [["think.enabled=false", "think.no_think_frac=0"], ["demos.path=x.jsonl"]])
+def test_demos_no_think_needs_generated_thinking_demonstrations(overrides, tmp_path):
+    overrides = [o.replace("x.jsonl", str(tmp_path / "x.jsonl")) for o in overrides]
+    (tmp_path / "x.jsonl").write_text("")
+    with pytest.raises(ConfigError, match="demos.no_think writes generated demonstrations that skip thinking"):
+        load_config("adapt_think", ["demos.no_think=0.5", "stages=[{kind: sft, steps: 1}]", *overrides])
