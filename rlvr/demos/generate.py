@@ -32,6 +32,8 @@ from rlvr.types import Demonstration, Example
 
 Demonstrator = Callable[[Example, str], list[str]]
 DEMONSTRATORS: Registry[Demonstrator] = Registry("demonstrator")  # trait ``tools``: the tools.env values it writes for
+DirectAnswer = Callable[[Example], str]
+DIRECT_ANSWERS: Registry[DirectAnswer] = Registry("direct answer")  # a task's no-think answer (demos.no_think)
 
 
 def check_generator(task: str, tool: str, parts: list[dict] | None = None) -> None:
@@ -61,7 +63,9 @@ def demonstration(task: str, example: Example, tool: str, env=None, think=None, 
             raise ConfigError(
                 f"the {task!r} demonstrator wrote {len(turns)} turns; thinking demonstrations are single-turn"
             )
-        turns = [thinking_turn(turns[0], think, skip=skips_thinking(example, no_think))]
+        skip = skips_thinking(example, no_think)
+        direct = DIRECT_ANSWERS.get(task)(example) if skip and task in DIRECT_ANSWERS else None
+        turns = [thinking_turn(turns[0], think, skip=skip, direct=direct)]
     segments: list[tuple[str, bool]] = []
     if env is not None:
         env.reset(example)
@@ -87,18 +91,20 @@ def skips_thinking(example: Example, share: float) -> bool:
     return draw < share
 
 
-def thinking_turn(text: str, think, skip: bool = False) -> str:
+def thinking_turn(text: str, think, skip: bool = False, direct: str | None = None) -> str:
     """A worked answer in the thinking format, the whole assistant turn: the open marker, the
     reasoning (everything before the sentence that holds the last ``\\boxed``), the close marker,
     then that sentence: ``<think>\\n3 + 4 = 7. 7 - 2 = 5.\\n</think>\\nThe answer is \\boxed{5}.``.
     ``think.start`` opens the reasoning, as AdaptThink's forced thinking rows start. A one-sentence
-    answer gets an empty thinking span. ``skip``: the no-think form, the close marker at once
-    (``<think></think>\\nThe answer is \\boxed{5}.``), as AdaptThink's no-think rows are forced to start."""
+    answer gets an empty thinking span. ``skip``: the no-think form, the close marker at once, as
+    AdaptThink's no-think rows are forced to start, then ``direct`` (the task's answer without the
+    reasoning, :data:`DIRECT_ANSWERS`) or else the answer sentence alone
+    (``<think></think>\\n8 + 5 - 3 = 10. The answer is \\boxed{10}.``)."""
     cut = text.rfind("\\boxed")
     split = text.rfind(". ", 0, cut) if cut >= 0 else -1
     reasoning, answer = (text[: split + 1].strip(), text[split + 2 :].strip()) if split >= 0 else ("", text.strip())
     if skip:
-        return f"{think.open}{think.close}\n{answer}"
+        return f"{think.open}{think.close}\n{direct or answer}"
     return f"{think.open}{think.start}{reasoning}\n{think.close}\n{answer}"
 
 
@@ -117,6 +123,20 @@ def arithmetic_turns(example: Example, tool: str) -> list[str]:
     if tool != "none":
         raise _unsupported("arithmetic", tool)
     return [" ".join(_worked_steps(expression)) + f" The answer is \\boxed{{{example.answer}}}."]
+
+
+@DIRECT_ANSWERS.register("arithmetic")
+def arithmetic_direct(example: Example) -> str:
+    """The result stated at once, as a no-think answer: ``8 + 5 - 3 = 10. The answer is \\boxed{10}.``
+    (a reasoning model's answer after an empty thinking span restates the solution in brief; for one
+    operation this is the worked chain itself, for several it is computed in one go)."""
+    return f"{example.meta['expression']} = {example.answer}. The answer is \\boxed{{{example.answer}}}."
+
+
+@DIRECT_ANSWERS.register("mixture")
+def mixture_direct(example: Example) -> str:
+    task = example.meta["task"]
+    return DIRECT_ANSWERS.get(task)(example) if task in DIRECT_ANSWERS else ""
 
 
 def _worked_steps(expression: str) -> list[str]:

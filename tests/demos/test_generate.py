@@ -210,12 +210,15 @@ def test_a_mixture_part_without_a_demonstrator_is_named_at_load():
 
 def test_a_share_of_thinking_demonstrations_skips_thinking_on_every_part(tokenizer):
     """demos.no_think (Thinkless's warm-up on both modes): the choice is a hash of the prompt, so it is
-    the same in every run, near the share asked, and falls on easy and hard prompts alike."""
+    the same in every run, near the share asked, and falls on easy and hard prompts alike; a skipped
+    demonstration states the result at once (the task's direct answer)."""
     _, _, bank = bank_for("adapt_think", tokenizer, "demos.size=200", "demos.no_think=0.5")
     skipped = {"easy": 0, "hard": 0}
     for i in range(200):
         c = bank.completion(i)
-        if c.text.startswith("</think>\nThe answer is \\boxed{"):
+        expression, answer = c.example.meta["expression"], c.example.answer
+        if c.text.startswith("</think>"):
+            assert c.text == f"</think>\n{expression} = {answer}. The answer is \\boxed{{{answer}}}."
             skipped[c.example.meta["difficulty"]] += 1
         else:
             assert c.text.startswith("\n") and c.text.count("</think>") == 1
@@ -232,3 +235,13 @@ def test_demos_no_think_needs_generated_thinking_demonstrations(overrides, tmp_p
     (tmp_path / "x.jsonl").write_text("")
     with pytest.raises(ConfigError, match="demos.no_think writes generated demonstrations that skip thinking"):
         load_config("adapt_think", ["demos.no_think=0.5", "stages=[{kind: sft, steps: 1}]", *overrides])
+
+
+def test_a_skipped_thinking_falls_back_to_the_answer_sentence():
+    from rlvr.config_think import ThinkConfig
+    from rlvr.demos.generate import thinking_turn
+
+    think = ThinkConfig(enabled=True, open="<t>", close="</t>")
+    text = "1 + 8 = 9. 9 + 2 = 11. The answer is \\boxed{11}."
+    assert thinking_turn(text, think, skip=True) == "<t></t>\nThe answer is \\boxed{11}."
+    assert thinking_turn(text, think, skip=True, direct="1 + 8 + 2 = 11.") == "<t></t>\n1 + 8 + 2 = 11."
