@@ -88,9 +88,9 @@ def _check_demos(config: RunConfig) -> None:
     """A demonstrations file that exists, or a task that generates them for the run's tool."""
     from rlvr.demos.generate import check_generator
 
-    if config.demos.no_think and (config.demos.path or not config.think.enabled):
+    if config.demos.no_think and not config.think.enabled:  # a file's demonstrations are used as written
         raise ConfigError(
-            "demos.no_think writes generated demonstrations that skip thinking: needs think.enabled=true, no demos.path"
+            "demos.no_think writes generated demonstrations that skip thinking: it needs think.enabled=true"
         )
     if config.demos.path:
         if not Path(config.demos.path).expanduser().exists():

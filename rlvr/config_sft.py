@@ -15,7 +15,7 @@ class DemosConfig(Section):
 
     path: str | None = None  # a JSONL / parquet / JSON / CSV file or saved dataset; None: the task's own generator
     size: int | None = Field(None, ge=1)  # the first N of the file (default: all), or N train prompts generated (256)
-    no_think: float = Field(0.0, ge=0.0, le=1.0)  # think on, generated: this share skips thinking (Thinkless warm-up)
+    no_think: float = Field(0.0, ge=0.0, le=1.0)  # think on: this share of generated ones skips thinking
 
 
 class SftConfig(Section):

@@ -171,7 +171,9 @@ def test_thinking_demonstrations_render_as_the_thinking_rollouts_prompt(tokenize
     repeating it; a mixture's demonstrations come from each part's own demonstrator."""
     from rlvr.rollout.think import opened_prompt, with_instruction
 
-    config, task, bank = bank_for("adapt_think", tokenizer, "demos.size=4", "think.instruction= Think first.")
+    config, task, bank = bank_for(
+        "adapt_think", tokenizer, "demos.size=4", "demos.no_think=0", "think.instruction= Think first."
+    )
     for i in range(4):
         c = bank.completion(i)
         rollout_prompt = opened_prompt(tokenizer, with_instruction(c.example, config.think), config.think)
@@ -180,19 +182,30 @@ def test_thinking_demonstrations_render_as_the_thinking_rollouts_prompt(tokenize
         assert c.text.startswith("\n") and "<think>" not in c.text and c.text.count("</think>") == 1
         assert c.token_ids == tokenizer(c.text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     hard = bank.completion(1)  # the mixture interleaves easy, hard, easy, hard
-    assert hard.example.meta["difficulty"] == "hard" and hard.text.count(" = ") == 2  # two worked steps
     expression = hard.example.meta["expression"]
+    operations = len(expression.split()) // 2
+    assert hard.example.meta["difficulty"] == "hard" and operations >= 2
+    assert hard.text.count(" = ") == operations  # one worked step each
     assert hard.text.startswith(f"\n{' '.join(expression.split()[:3])} = ")
-    plain = bank_for("adapt_think", tokenizer, "demos.size=4", "think.enabled=false", "think.no_think_frac=0",
-                     "rewards=[{name: math}]").__getitem__(2).completion(1)  # fmt: skip
+    overrides = (
+        "demos.size=4",
+        "demos.no_think=0",
+        "think.enabled=false",
+        "think.no_think_frac=0",
+        "rewards=[{name: math}]",
+    )
+    plain = bank_for("adapt_think", tokenizer, *overrides)[2].completion(1)
     assert plain.text.startswith(expression.split()[0]) and "<think>" not in tokenizer.decode(plain.prompt_ids)
 
 
 def test_a_file_demonstration_with_the_open_marker_is_not_doubled(tmp_path, tokenizer):
     out = tmp_path / "think.jsonl"
-    assert main(["demos", "adapt_think", "model.name=tiny-random", "demos.size=2", "--out", str(out)]) == 0
+    assert (
+        main(["demos", "adapt_think", "model.name=tiny-random", "demos.size=2", "demos.no_think=0", "--out", str(out)])
+        == 0
+    )
     assert all('"completion": "<think>\\n' in line for line in out.read_text().splitlines())  # the whole turn
-    generated = bank_for("adapt_think", tokenizer, "demos.size=2")[2]
+    generated = bank_for("adapt_think", tokenizer, "demos.size=2", "demos.no_think=0")[2]
     from_file = bank_for("adapt_think", tokenizer, f"demos.path={out}", "demos.size=2")[2]
     for i in range(2):
         a, b = generated.completion(i), from_file.completion(i)
@@ -225,23 +238,10 @@ def test_a_share_of_thinking_demonstrations_skips_thinking_on_every_part(tokeniz
     assert 35 <= skipped["easy"] <= 65 and 35 <= skipped["hard"] <= 65, skipped
     again = bank_for("adapt_think", tokenizer, "demos.size=200", "demos.no_think=0.5")[2]
     assert [again.completion(i).text for i in range(200)] == [bank.completion(i).text for i in range(200)]
-    none = bank_for("adapt_think", tokenizer, "demos.size=50")[2]
+    none = bank_for("adapt_think", tokenizer, "demos.size=50", "demos.no_think=0")[2]
     assert not any(none.completion(i).text.startswith("</think>") for i in range(50))
 
 
-@pytest.mark.parametrize("overrides", [["think.enabled=false", "think.no_think_frac=0"], ["demos.path=x.jsonl"]])
-def test_demos_no_think_needs_generated_thinking_demonstrations(overrides, tmp_path):
-    overrides = [o.replace("x.jsonl", str(tmp_path / "x.jsonl")) for o in overrides]
-    (tmp_path / "x.jsonl").write_text("")
+def test_demos_no_think_needs_thinking_on():
     with pytest.raises(ConfigError, match="demos.no_think writes generated demonstrations that skip thinking"):
-        load_config("adapt_think", ["demos.no_think=0.5", "stages=[{kind: sft, steps: 1}]", *overrides])
-
-
-def test_a_skipped_thinking_falls_back_to_the_answer_sentence():
-    from rlvr.config_think import ThinkConfig
-    from rlvr.demos.generate import thinking_turn
-
-    think = ThinkConfig(enabled=True, open="<t>", close="</t>")
-    text = "1 + 8 = 9. 9 + 2 = 11. The answer is \\boxed{11}."
-    assert thinking_turn(text, think, skip=True) == "<t></t>\nThe answer is \\boxed{11}."
-    assert thinking_turn(text, think, skip=True, direct="1 + 8 + 2 = 11.") == "<t></t>\n1 + 8 + 2 = 11."
+        load_config("adapt_think", ["demos.no_think=0.5", "think.enabled=false", "think.no_think_frac=0"])
