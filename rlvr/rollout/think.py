@@ -87,10 +87,14 @@ def with_instruction(example: Example, think: ThinkConfig) -> Example:
 
 def is_no_think(text: str, open_marker: str, close: str) -> bool:
     """The response skips thinking: its first text is the close marker (after the open marker, when
-    the model writes that itself): AdaptThink's 1[y_1 = </think>]. A thinking that closes after a
-    newline is thinking, however short. The one test of it, for metrics and the ``adapt_think`` reward."""
+    the model writes that itself), AdaptThink's 1[y_1 = </think>], and the marker does not come
+    again. A thinking that closes after a newline is thinking, however short; so is one written after
+    an early close marker and closed a second time (``</think>\\n7 + 7 = 14. ...\\n</think>\\nThe answer``),
+    which the embedded model learned under AdaptThink's bonus (docs/results.md): the bonus is for not
+    thinking, not for where the marker stands. The one test of it, for metrics and the ``adapt_think``
+    reward."""
     rest = text[len(open_marker) :] if text.startswith(open_marker) else text
-    return rest.startswith(close)
+    return rest.startswith(close) and close not in rest[len(close) :]
 
 
 def think_generate(

@@ -82,6 +82,11 @@ def test_adapt_think_hand_computed():
     assert fn([completion("</think>\\boxed{4}"), completion("\n</think>\\boxed{5}")], [1.0, 0.0]) == pytest.approx(
         [1.05, 0.0]
     )
+    # thinking written after an early close marker and closed again is thinking: no bonus, and it is one of
+    # the thinking rows R_ref averages (R_ref = (1 + 1) / 2 here)
+    implicit = "</think>7 + 7 = 14.</think>\\boxed{14}"
+    assert fn([completion("</think>\\boxed{4}"), completion(implicit), completion("ab</think>\\boxed{4}")],
+              [0.0, 1.0, 1.0]) == pytest.approx([-0.95, 0.0, 0.0])  # fmt: skip
     # no thinking row at all: R_ref falls back to the group's mean correctness (0.5)
     assert fn([completion("</think>\\boxed{4}"), completion("</think>\\boxed{5}")], [1.0, 0.0]) == pytest.approx(
         [0.55, -0.45]

@@ -137,6 +137,8 @@ def test_adaptthink_forces_modes_with_the_proposals_log_prob_on_the_first_token(
     for c in thought:
         assert c.text == "\nabc" and not is_no_think(c.text, "<think>", "</think>")
         assert c.logprobs[0] == pytest.approx(math.log(0.5)) and c.loss_mask[0] == 1
+    assert not is_no_think("</think>7 + 7 = 14.\n</think>\nThe answer", "<think>", "</think>")  # closed twice
+    assert is_no_think("<think></think>\nThe answer", "<think>", "</think>")
     frac = think_generate(ScriptedEngine(lambda t: "x$"), [example()], 4, SAMPLING, think(no_think_frac=0.25))[0]
     assert [c.logprobs[0] for c in frac] == pytest.approx([math.log(0.25)] + [math.log(0.75)] * 3)
 
