@@ -63,13 +63,12 @@ def render(
 
 def _thinking(tokenizer, demo: Demonstration, reset, think) -> tuple[Demonstration, list[int]]:
     """(the demonstration, its prompt ids) as a thinking rollout sees them (rlvr.rollout.think)."""
-    from rlvr.rollout.think import opened_prompt, with_instruction
+    from rlvr.rollout.think import ends_with_open, opened_prompt, with_instruction
 
     example = replace(demo.example, prompt=reset(demo.example)) if reset else demo.example
     prompt = opened_prompt(tokenizer, with_instruction(example, think), think)
-    opened = tokenizer.decode(prompt[-16:], skip_special_tokens=False).rstrip().endswith(think.open)
     (first, trained), *rest = demo.segments
-    if opened and first.startswith(think.open):
+    if ends_with_open(tokenizer, prompt, think) and first.startswith(think.open):
         demo = replace(demo, segments=((first[len(think.open) :], trained), *rest))
     return demo, prompt
 

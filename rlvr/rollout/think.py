@@ -136,9 +136,14 @@ def encode(tokenizer, text: str) -> list[int]:
 def opened_prompt(tokenizer, example: Example, think: ThinkConfig) -> list[int]:
     """The prompt's ids with the open marker prefilled, unless the template already ends with it."""
     ids = prompt_ids(tokenizer, example)
-    if not think.prefill or tokenizer.decode(ids[-16:], skip_special_tokens=False).rstrip().endswith(think.open):
+    if not think.prefill or ends_with_open(tokenizer, ids, think):
         return ids
     return ids + encode(tokenizer, think.open)
+
+
+def ends_with_open(tokenizer, ids: list[int], think: ThinkConfig) -> bool:
+    """Whether prompt ``ids`` already end with the open marker (prefilled, or the chat template's own)."""
+    return tokenizer.decode(ids[-16:], skip_special_tokens=False).rstrip().endswith(think.open)
 
 
 def _planned_row(tokenizer, example, base, j, n, think, train, cap) -> Row:
