@@ -71,6 +71,8 @@ def test_checkpoints_keep_the_last_n_and_export_loads(tiny_config, tmp_path):
     assert (run_dir / "config.yaml").read_text().startswith("recipe: grpo")
 
 
+# PeftModel.from_pretrained below calls transformers' renamed is_gradient_checkpointing (PEFT's, not rlvr's)
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 def test_lora_run_trains_only_the_adapter_and_exports_merged(tiny_config, tmp_path):
     run_dir = train(tiny_config("train.steps=2", "model.lora_rank=4"), tmp_path / "run")
     saved = load_file(str(list_checkpoints(run_dir)[-1] / "model.safetensors"))

@@ -181,8 +181,8 @@ class EosLikely(torch.nn.Module):
         super().__init__()
         self.inner, self.config, self.eos, self.boost = model, model.config, eos, boost
 
-    def forward(self, **kwargs):
-        out = self.inner(**kwargs)
+    def forward(self, input_ids=None, cache=None, **kwargs):  # ``cache``: the keyword transformers >= 5.24 takes
+        out = self.inner(input_ids=input_ids, cache=cache, **kwargs)
         out.logits[..., self.eos] += self.boost
         return out
 
