@@ -25,6 +25,8 @@ class ThinkConfig(Section):
     budget_prefix: str = " I will answer the question within {budget} tokens.\n"  # HBPO's announcement (prompt side)
     no_think_frac: float = Field(0.0, ge=0.0, lt=1.0)  # AdaptThink: share of each group forced to skip thinking
     start: str = Field("\n", min_length=1)  # AdaptThink: what the thinking rows are forced to start with
+    no_think_max_chars: int | None = Field(None, ge=1)  # a no-think answer longer than this is implicit thinking
+    # (worked steps after the close marker): it counts as thinking for the no-think rate and adapt_think's bonus
     early_exits: bool = False  # S-GRPO: one sampled path per prompt, the rest of the group exits from it early
 
     @model_validator(mode="after")
@@ -123,6 +125,12 @@ def check_think_rollout(config) -> None:
                         f"rewards[{i}] ({spec.name}) reads the {key} marker {params.get(key, DEFAULT_MARKERS[key])!r} "
                         f"but think.{key} is {marker!r}: set rewards[{i}].{key} too"
                     )
+            if spec.name == "adapt_think" and params.get("no_think_max_chars") != think.no_think_max_chars:
+                raise ValueError(
+                    f"rewards[{i}] (adapt_think) has no_think_max_chars={params.get('no_think_max_chars')} but "
+                    f"think.no_think_max_chars is {think.no_think_max_chars}: the bonus and the no-think rate must "
+                    "count the same answers as no-think; set both"
+                )
     if think.budgets and group % len(think.budgets):
         raise ValueError(f"think.budgets: {len(think.budgets)} subgroups must divide rollout.group_size={group} evenly")
     if think.no_think_frac and not 1 <= round(think.no_think_frac * group) < group:

@@ -159,7 +159,7 @@ def difficulty_metrics(groups, correct_counts: list[int], think=None) -> dict[st
         if think is not None:
             from rlvr.rollout.think import is_no_think
 
-            skipped = sum(is_no_think(c.text, think.open, think.close) for c in completions)
+            skipped = sum(is_no_think(c.text, think.open, think.close, think.no_think_max_chars) for c in completions)
             metrics[f"eval/no_think_rate/{level}"] = skipped / len(completions)
     return metrics
 

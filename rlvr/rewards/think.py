@@ -116,6 +116,7 @@ def adapt_think(
     delta: Annotated[float, Field(ge=0)] = 0.05,
     open: str = "<think>",
     close: str = "</think>",
+    no_think_max_chars: Annotated[int, Field(ge=1)] | None = None,
 ) -> list[float]:
     """AdaptThink's reward, already an advantage (Zhang et al. 2025, "AdaptThink: Reasoning Models Can
     Learn When to Think", arXiv 2505.13417, eq. 6; THU-KEG/AdaptThink):
@@ -129,8 +130,11 @@ def adapt_think(
     group's thinking rows (the current policy, online), so no second sampling pass is needed:
     balanced, since a group needs both modes (``think.no_think_frac``, the paper's 0.5); a group with
     no thinking row at all (possible only without forcing) falls back to its mean correctness. Use
-    with ``algo.advantage: identity`` (the paper's "naive" estimator)."""
-    skipped = [is_no_think(c.response, open, close) for c in completions]
+    with ``algo.advantage: identity`` (the paper's "naive" estimator). ``no_think_max_chars`` (not in
+    the paper; ``think.no_think_max_chars``, which must match): a no-think answer longer than that is
+    implicit thinking, earns no bonus and counts among the thinking rows, since the embedded model
+    otherwise learns to write its worked steps after the marker (docs/results.md)."""
+    skipped = [is_no_think(c.response, open, close, no_think_max_chars) for c in completions]
     thinking = [score for score, skip in zip(correct, skipped, strict=True) if not skip] or list(correct)
     reference = sum(float(s >= 1.0) for s in thinking) / len(thinking)
     return [delta * skip + float(score >= 1.0) - reference for score, skip in zip(correct, skipped, strict=True)]

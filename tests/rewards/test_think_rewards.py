@@ -93,6 +93,21 @@ def test_adapt_think_hand_computed():
     )
 
 
+def test_adapt_think_with_a_length_cap_counts_worked_steps_after_the_marker_as_thinking():
+    fn = GROUP_REWARDS.bind("adapt_think", {"delta": 0.2, "no_think_max_chars": 12})
+    direct = "</think>\n\\boxed{21}\n"  # "\boxed{21}": 10 characters once stripped, within the cap
+    worked = "</think>\n7 + 7 = 14. 14 + 7 = 21. \\boxed{21}"  # 36 characters: implicit thinking
+    thought = "\n7 + 7 = 14.\n</think>\\boxed{20}"
+    # thinking rows: worked (right) and thought (wrong): R_ref = 0.5; only the direct answer earns the bonus
+    assert fn([completion(direct), completion(worked), completion(thought)], [1.0, 1.0, 0.0]) == pytest.approx(
+        [1.2 - 0.5, 0.5, -0.5]
+    )
+    plain = GROUP_REWARDS.bind("adapt_think", {"delta": 0.2})  # the paper's rule: both skip, R_ref = 0
+    assert plain([completion(direct), completion(worked), completion(thought)], [1.0, 1.0, 0.0]) == pytest.approx(
+        [1.2, 1.2, 0.0]
+    )
+
+
 def test_concise_only_rewards_groups_that_are_all_correct():
     fn = GROUP_REWARDS.bind("concise")
     group = [completion(tokens=10), completion(tokens=5)]

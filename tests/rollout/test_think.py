@@ -139,6 +139,8 @@ def test_adaptthink_forces_modes_with_the_proposals_log_prob_on_the_first_token(
         assert c.logprobs[0] == pytest.approx(math.log(0.5)) and c.loss_mask[0] == 1
     assert not is_no_think("</think>7 + 7 = 14.\n</think>\nThe answer", "<think>", "</think>")  # closed twice
     assert is_no_think("<think></think>\nThe answer", "<think>", "</think>")
+    assert is_no_think("<think></think>\n The answer \n", "<think>", "</think>", max_chars=10)  # 10 once stripped
+    assert not is_no_think("<think></think>\nThe answers", "<think>", "</think>", max_chars=10)
     frac = think_generate(ScriptedEngine(lambda t: "x$"), [example()], 4, SAMPLING, think(no_think_frac=0.25))[0]
     assert [c.logprobs[0] for c in frac] == pytest.approx([math.log(0.25)] + [math.log(0.75)] * 3)
 
@@ -241,6 +243,10 @@ def test_instruction_is_appended_with_markers():
             r"rewards\[1\] \(think_format\) reads the close marker '</think>' but think.close is '</reason>'",
         ),
         (["think.enabled=true", "sft.group_demos=1"], "do not take demonstrations"),
+        (
+            ["think.enabled=true", "think.no_think_max_chars=40", "rewards=[{name: adapt_think}]"],
+            r"rewards\[0\] \(adapt_think\) has no_think_max_chars=None but think.no_think_max_chars is 40",
+        ),
         (["think.enabled=true", "think.prefill=false", "think.no_think_frac=0.5"], "need think.prefill"),
         (
             ["think.enabled=true", "think.no_think_frac=0.5", "algo.kl_in_reward=true", "algo.kl_coef=0.1"],
