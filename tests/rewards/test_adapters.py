@@ -207,7 +207,8 @@ def test_recipe_with_trl_and_verl_files_trains_end_to_end(files, tiny_config):
             """
         )
     )
-    common = ("task={name: dataset, path: data.jsonl, eval_size: 4, eval_percent: 10}", "train.steps=25",
+    # 50 steps: the reward takes off between steps 12 and 31 across seeds and CPUs (fp32 differs by ISA)
+    common = ("task={name: dataset, path: data.jsonl, eval_size: 4, eval_percent: 10}", "train.steps=50",
               "checkpoint.export_final=false")  # fmt: skip
     native = train(tiny_config(*common), files / "native")
     config = tiny_config(
@@ -222,7 +223,7 @@ def test_recipe_with_trl_and_verl_files_trains_end_to_end(files, tiny_config):
 
     trl = rewards(adapted, "train/reward/starts.py:starts_with_a_or_e")
     assert trl == rewards(native, "train/reward/starts_with_a_or_e")
-    assert len(trl) == 25 and sum(trl[:3]) / 3 < 0.3 and sum(trl[-3:]) / 3 > 0.7  # it learns
+    assert len(trl) == 50 and sum(trl[:3]) / 3 < 0.3 and sum(trl[-3:]) / 3 > 0.7  # it learns
     assert rewards(adapted, "eval/accuracy") == rewards(native, "eval/accuracy")  # the verl verifier agrees
 
 
