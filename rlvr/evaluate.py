@@ -157,9 +157,9 @@ def difficulty_metrics(groups, correct_counts: list[int], think=None) -> dict[st
         metrics[f"eval/accuracy/{level}"] = sum(correct_counts[i] for i in rows) / len(completions)
         metrics[f"eval/response_length/{level}"] = sum(len(c.token_ids) for c in completions) / len(completions)
         if think is not None:
-            from rlvr.rollout.think import is_no_think
+            from rlvr.rollout.think import skips_thinking
 
-            skipped = sum(is_no_think(c.text, think.open, think.close, think.no_think_max_chars) for c in completions)
+            skipped = sum(skips_thinking(c.text, think) for c in completions)
             metrics[f"eval/no_think_rate/{level}"] = skipped / len(completions)
     return metrics
 

@@ -93,13 +93,18 @@ def is_no_think(text: str, open_marker: str, close: str, max_chars: int | None =
     which the embedded model learned under AdaptThink's bonus (docs/results.md): the bonus is for not
     thinking, not for where the marker stands. ``max_chars`` (``think.no_think_max_chars``) also makes
     an answer longer than that, after the marker and without surrounding whitespace, thinking: the
-    worked steps written as the answer (``</think>\n7 + 7 = 14. 14 + 7 = 21. The answer is ...``), the
+    worked steps written as the answer (``</think>\\n7 + 7 = 14. 14 + 7 = 21. The answer is ...``), the
     other form the model learned, which no marker rule can see; None keeps the paper's rule. The one
     test of it, for metrics, eval and the ``adapt_think`` reward."""
     rest = text[len(open_marker) :] if text.startswith(open_marker) else text
     if not rest.startswith(close) or close in rest[len(close) :]:
         return False
     return max_chars is None or len(rest[len(close) :].strip()) <= max_chars
+
+
+def skips_thinking(text: str, think: ThinkConfig) -> bool:
+    """:func:`is_no_think` under a run's ``think`` section (its markers and ``no_think_max_chars``)."""
+    return is_no_think(text, think.open, think.close, think.no_think_max_chars)
 
 
 def think_generate(
@@ -276,10 +281,7 @@ def think_metrics(completions: list[Completion], think: ThinkConfig, prefix: str
     """No-think rate, forced-answer rate and the rate of thinking the model closed itself."""
     n = max(len(completions), 1)
     return {
-        f"{prefix}/no_think_rate": sum(
-            is_no_think(c.text, think.open, think.close, think.no_think_max_chars) for c in completions
-        )
-        / n,
+        f"{prefix}/no_think_rate": sum(skips_thinking(c.text, think) for c in completions) / n,
         f"{prefix}/forced_frac": sum(c.forced_answer for c in completions) / n,
         f"{prefix}/closed_frac": sum(think.close in c.text and not c.forced_answer for c in completions) / n,
     }

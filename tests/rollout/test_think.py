@@ -212,6 +212,12 @@ def test_eval_lets_the_model_choose_and_reports_by_difficulty():
     assert m["eval/no_think_rate/easy"] == 1.0 and m["eval/no_think_rate/hard"] == 0.0
     assert m["eval/accuracy/easy"] == 1.0 and m["eval/accuracy/hard"] == 0.0
     assert m["eval/no_think_rate"] == 0.5
+    capped = evaluate(  # "\\boxed{7}" after the marker is 9 characters: over a cap of 8 it is thinking
+        engine, [example(0, "easy")], "math", SAMPLING, 1, None, think(no_think_frac=0.5, no_think_max_chars=8)
+    ).metrics
+    assert capped["eval/no_think_rate/easy"] == 0.0 and capped["eval/no_think_rate"] == 0.0
+    m = evaluate(engine, [example(0, "easy")], "math", SAMPLING, 1, None, think(no_think_max_chars=9)).metrics
+    assert m["eval/no_think_rate/easy"] == 1.0 and m["eval/no_think_rate"] == 1.0
 
 
 def test_instruction_is_appended_with_markers():
